@@ -1,0 +1,7 @@
+"""archlang: a declarative language for neural-network architectures, and its compiler."""
+
+from archlang.api import Network, Program, compile, compile_file  # noqa: A004
+from archlang.errors import ArchError
+
+__all__ = ["ArchError", "Network", "Program", "compile", "compile_file"]
+__version__ = "0.1.0"

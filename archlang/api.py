@@ -1,0 +1,116 @@
+"""The Python API: compile text or files into a Program of Networks.
+
+This is the layer above the compiler and the backends: a Network wraps the compiled IR and
+reaches the backends (PyTorch source, report, diagram) lazily, so `check` never imports torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from archlang.compiler import compile_units, load_file, load_source
+from archlang.compiler.ir import NetworkIR, Node
+from archlang.compiler.ops import REGISTRY
+
+
+def _first_input(node: Node):
+    return node.in_shapes[0] if node.in_shapes else node.shape
+
+
+class Network:
+    """One compiled network: shapes, counts, and the IR graph."""
+
+    def __init__(self, ir: NetworkIR, plain: bool = False):
+        self.ir = ir
+        self.plain = plain
+
+    @property
+    def name(self) -> str:
+        return self.ir.name
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        return dict(self.ir.arguments)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.ir.input.shape.dims
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.ir.output.shape.dims
+
+    @property
+    def graph(self):
+        return self.ir.graph
+
+    @property
+    def nodes(self) -> list[Node]:
+        return self.ir.nodes
+
+    def _total(self, rule: str) -> int:
+        return sum(getattr(REGISTRY[n.op], rule)(n.attrs, _first_input(n), n.shape) for n in self.ir.nodes)
+
+    @property
+    def params(self) -> int:
+        """Trainable parameters, as sum(p.numel() for p in module.parameters())."""
+        return self._total("params")
+
+    @property
+    def buffers(self) -> int:
+        return self._total("buffers")
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of conv and dense at batch 1, bias excluded (torchvision's convention)."""
+        return self._total("macs")
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def projections(self) -> list[Node]:
+        """The inserted shortcut nodes (Ws convs/linears and zero-pad shortcuts)."""
+        return [n for n in self.ir.nodes if n.role == "ws" and n.op in ("conv", "dense", "_pad")]
+
+    @property
+    def notes(self) -> list[str]:
+        return list(self.ir.notes)
+
+    def __repr__(self) -> str:
+        shape_in = "x".join(map(str, self.input_shape))
+        shape_out = "x".join(map(str, self.output_shape))
+        return f"<Network {self.name} {shape_in} -> {shape_out}, {self.params:,} params>"
+
+
+class Program:
+    """Every network of a compiled file, by name (in file order)."""
+
+    def __init__(self, networks: dict[str, Network], filename: str):
+        self.networks = networks
+        self.filename = filename
+
+    def __getitem__(self, name: str) -> Network:
+        return self.networks[name]
+
+    def __iter__(self):
+        return iter(self.networks.values())
+
+    def __len__(self) -> int:
+        return len(self.networks)
+
+
+def compile(source: str, filename: str = "<string>", overrides: dict[str, Any] | None = None,  # noqa: A001
+            plain: bool = False, network: str | None = None, base: str | Path | None = None) -> Program:
+    """Compile .arch source text.  `use` paths resolve against `base` (default: the cwd)."""
+    unit = load_source(source, filename, Path(base) if base else None)
+    irs = compile_units(unit, filename, overrides, plain=plain, only=network)
+    return Program({name: Network(ir, plain) for name, ir in irs.items()}, filename)
+
+
+def compile_file(path: str | Path, overrides: dict[str, Any] | None = None, plain: bool = False,
+                 network: str | None = None) -> Program:
+    unit = load_file(path)
+    irs = compile_units(unit, str(path), overrides, plain=plain, only=network)
+    return Program({name: Network(ir, plain) for name, ir in irs.items()}, str(path))

@@ -1,0 +1,103 @@
+"""The compiler: loads files (loader), expands them into IR graphs (elaborate), and runs the
+passes.  `compile_program` is its entry point; it never imports torch."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from archlang.compiler.elaborate import Elaborator, Env
+from archlang.compiler.ir import NetworkIR
+from archlang.compiler.loader import Loader, Unit
+from archlang.compiler.passes import lint, name_blocks, resolve_bias
+from archlang.errors import ArchError, did_you_mean, whole_file
+from archlang.frontend import ast
+
+RECURSION_LIMIT = 20_000
+
+
+class OverrideError(ArchError):
+    """A bad `--set` (unknown parameter or value): a usage error rather than a compile error."""
+
+
+def parse_override(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"'{text}' is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"'{text}' is not a finite number")
+    return value
+
+
+def _arguments(net: ast.Network, unit: Unit, overrides: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    env_elab = Elaborator(net, unit, {})
+    for p in net.params:
+        if p.name in overrides:
+            raw = overrides[p.name]
+            try:
+                values[p.name] = parse_override(raw) if isinstance(raw, str) else raw
+            except ValueError as err:
+                raise OverrideError(f"--set {p.name}: {err}", net.name_span) from None
+        elif p.default is not None:
+            values[p.name] = env_elab._value(p.default, Env(unit, dict(values), None, {}))
+        else:
+            raise OverrideError(f"network {net.name} needs a value for '{p.name}'", p.span,
+                                hint=f"pass it with --set {p.name}=VALUE")
+    return values
+
+
+def compile_units(unit: Unit, main_file: str, overrides: dict[str, Any] | None = None,
+                  plain: bool = False, only: str | None = None) -> dict[str, NetworkIR]:
+    overrides = dict(overrides or {})
+    nets = unit.file.networks
+    if only is not None:
+        chosen = [n for n in nets if n.name == only]
+        if not chosen:
+            names = [n.name for n in nets]
+            raise OverrideError(f"no network '{only}' in {main_file}", whole_file(main_file),
+                                hint=did_you_mean(only, names) or f"networks: {', '.join(names) or 'none'}")
+        nets = chosen
+    known = {p.name for n in nets for p in n.params}
+    for key in overrides:
+        if key not in known:
+            valid = ", ".join(sorted(known)) or "none"
+            raise OverrideError(f"--set {key}: no network here has a parameter '{key}'", whole_file(main_file),
+                                hint=(did_you_mean(key, known) or "") + f" (parameters: {valid})")
+    result = {}
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, RECURSION_LIMIT))
+    try:
+        for net in nets:
+            args = _arguments(net, unit, {k: v for k, v in overrides.items() if k in {p.name for p in net.params}})
+            ir = Elaborator(net, unit, args, plain=plain).run()
+            resolve_bias(ir)
+            name_blocks(ir)
+            lint(ir)
+            result[net.name] = ir
+    finally:
+        sys.setrecursionlimit(old)
+    return result
+
+
+def load_source(text: str, filename: str = "<string>", base: Path | None = None) -> Unit:
+    return _with_limit(lambda: Loader().load_text(text, filename, base))
+
+
+def load_file(path: str | Path) -> Unit:
+    return _with_limit(lambda: Loader().load_path(Path(path)))
+
+
+def _with_limit(fn):
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, RECURSION_LIMIT))
+    try:
+        return fn()
+    finally:
+        sys.setrecursionlimit(old)

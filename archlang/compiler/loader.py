@@ -1,0 +1,118 @@
+"""Files → units: reads .arch files, follows `use`, and builds each file's namespace of defs
+and its file-level settings.  Catches use cycles, missing files and duplicate names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from archlang.errors import ArchError, Span, did_you_mean, remember_source, whole_file
+from archlang.frontend import ast
+from archlang.frontend.parser import parse
+
+SETTINGS = {
+    "padding": ("same", "valid"),
+    "shortcut": ("project", "pad", "always"),
+    "bias": ("auto", "on", "off"),
+}
+DEFAULT_SETTINGS = {"padding": "valid", "shortcut": "project", "bias": "auto"}
+MAX_FILES = 256
+
+
+@dataclass
+class Unit:
+    """One loaded file: its AST, the defs visible in it (own and used) and its settings."""
+
+    file: ast.File
+    defs: dict[str, tuple[ast.Def, Unit]] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)
+
+
+def check_setting(setting: ast.Setting) -> None:
+    if setting.key not in SETTINGS:
+        raise ArchError(f"unknown setting '{setting.key}'", setting.span,
+                        hint=did_you_mean(setting.key, SETTINGS) or f"settings are {', '.join(SETTINGS)}")
+    allowed = SETTINGS[setting.key]
+    if setting.value not in allowed:
+        raise ArchError(f"'{setting.value}' is not a value of {setting.key}", setting.value_span,
+                        hint=f"{setting.key} is one of {', '.join(allowed)}")
+
+
+class Loader:
+    def __init__(self):
+        self.units: dict[str, Unit] = {}
+        self.loading: list[str] = []
+
+    def load_text(self, text: str, filename: str, base: Path | None) -> Unit:
+        return self._build(parse(text, filename), base)
+
+    def load_path(self, path: Path, span: Span | None = None) -> Unit:
+        key = str(path.resolve())
+        if key in self.units:
+            return self.units[key]
+        display = str(path)
+        where = span or whole_file(display)
+        if path.suffix != ".arch":
+            raise ArchError(f"can only use .arch files, not '{path.name}'", where)
+        if key in self.loading:
+            raise ArchError(f"'{display}' uses itself through a cycle of `use` lines", where)
+        if len(self.units) >= MAX_FILES:
+            raise ArchError(f"more than {MAX_FILES} files are used", where)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ArchError(f"no such file: '{display}'", where) from None
+        except (IsADirectoryError, PermissionError, OSError) as err:
+            raise ArchError(f"cannot read '{display}': {err.strerror or err}", where) from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data[: err.start].count(b"\n") + 1
+            col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+            remember_source(display, data.decode("utf-8", "replace"))
+            raise ArchError("the file is not valid UTF-8", Span(display, line, col),
+                            hint="save it as UTF-8 text") from None
+        self.loading.append(key)
+        try:
+            unit = self._build(parse(text, display), path.parent)
+        finally:
+            self.loading.pop()
+        self.units[key] = unit
+        return unit
+
+    def _build(self, file: ast.File, base: Path | None) -> Unit:
+        unit = Unit(file)
+        for setting in file.settings:
+            check_setting(setting)
+            if setting.key in unit.settings and unit.settings[setting.key] != setting.value:
+                raise ArchError(f"'{setting.key}' is set twice at file level", setting.span)
+            unit.settings[setting.key] = setting.value
+        own: dict[str, ast.Def] = {}
+        for d in file.defs:
+            self._claim(own, d.name, d.name_span, "def")
+            own[d.name] = d
+        seen_networks: dict[str, ast.Network] = {}
+        for n in file.networks:
+            self._claim(seen_networks, n.name, n.name_span, "network")
+            seen_networks[n.name] = n
+            if n.name in own:
+                raise ArchError(f"'{n.name}' names both a def and a network", n.name_span)
+        for d in file.defs:
+            unit.defs[d.name] = (d, unit)
+        for use in file.uses:
+            path = (base or Path(".")) / use.path
+            used = self.load_path(path, use.span)
+            for name, (d, home) in used.defs.items():
+                if home is not used:
+                    continue  # `use` is not transitive: only the used file's own defs
+                if name in unit.defs and unit.defs[name][0] is not d:
+                    raise ArchError(f"'{name}' is defined here and also in '{use.path}'",
+                                    unit.defs[name][0].name_span if unit.defs[name][1] is unit else use.span)
+                unit.defs[name] = (d, home)
+        return unit
+
+    @staticmethod
+    def _claim(seen: dict, name: str, span: Span, what: str) -> None:
+        if name in seen:
+            first = seen[name]
+            raise ArchError(f"duplicate {what} '{name}' (first defined at {first.name_span})", span)

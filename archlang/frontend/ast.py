@@ -1,0 +1,183 @@
+"""The syntax tree of an .arch file: plain frozen dataclasses, each keeping its source span."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from archlang.errors import Span
+
+# ---- value expressions (arguments, repeat counts, defaults) ----
+
+
+@dataclass(frozen=True)
+class Num:
+    value: int | float
+    span: Span
+
+
+@dataclass(frozen=True)
+class Name:
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class InAttr:
+    """`in.c`, `in.h` or `in.w`: the shape entering the innermost def call (or the line)."""
+
+    attr: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str  # one of + - * //
+    left: Value
+    right: Value
+    span: Span
+
+
+Value = Num | Name | InAttr | BinOp
+
+# ---- call arguments ----
+
+
+@dataclass(frozen=True)
+class Positional:
+    """A positional value, or a bare word (param if one is in scope, else a flag)."""
+
+    value: Value
+    span: Span
+
+
+@dataclass(frozen=True)
+class Stride:
+    value: Value
+    span: Span
+
+
+@dataclass(frozen=True)
+class Keyword:
+    key: str
+    value: Value
+    span: Span
+
+
+Arg = Positional | Stride | Keyword
+
+# ---- layer expressions ----
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple[Arg, ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class BracketItem:
+    head: str  # "1x1", "3x3", "pool", ...
+    args: tuple[Arg, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class BracketCall:
+    """`inception[1x1 64, 3x3 128 reduce=96, pool 32] bn`."""
+
+    name: str
+    items: tuple[BracketItem, ...]
+    args: tuple[Arg, ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class Seq:
+    items: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Sum:
+    branches: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Concat:
+    branches: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Repeat:
+    body: Expr
+    count: Value
+    span: Span
+    count_span: Span
+
+
+Expr = Call | BracketCall | Seq | Sum | Concat | Repeat
+
+# ---- statements ----
+
+
+@dataclass(frozen=True)
+class Line:
+    label: str | None
+    expr: Expr
+    span: Span
+    label_span: Span | None = None
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    value: str | int | float
+    span: Span
+    value_span: Span
+
+
+@dataclass(frozen=True)
+class Use:
+    path: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Value | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class Def:
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Line | Setting, ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    params: tuple[Param, ...]
+    input_shape: tuple[int, ...]
+    input_span: Span
+    body: tuple[Line | Setting, ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass
+class File:
+    filename: str
+    uses: list[Use] = field(default_factory=list)
+    settings: list[Setting] = field(default_factory=list)
+    defs: list[Def] = field(default_factory=list)
+    networks: list[Network] = field(default_factory=list)
