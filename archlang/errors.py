@@ -19,13 +19,14 @@ class Span:
     column: int
     end_line: int | None = None
     end_column: int | None = None
+    whole: bool = False  # the whole file is at fault: shown as 1:1, no source line quoted
 
     def __str__(self) -> str:
         return f"{self.filename}:{self.line}:{self.column}"
 
 
 def whole_file(filename: str) -> Span:
-    return Span(filename, 1, 1)
+    return Span(filename, 1, 1, whole=True)
 
 
 @dataclass
@@ -93,7 +94,7 @@ def source_line(filename: str, line: int) -> str | None:
 
 def _quote(span: Span) -> list[str]:
     text = source_line(span.filename, span.line)
-    if text is None:
+    if text is None or span.whole:
         return []
     text = text.replace("\t", " ")
     width = 1

@@ -57,6 +57,10 @@ def compile_units(unit: Unit, main_file: str, overrides: dict[str, Any] | None =
                   plain: bool = False, only: str | None = None) -> dict[str, NetworkIR]:
     overrides = dict(overrides or {})
     nets = unit.file.networks
+    if not nets:
+        raise ArchError("no network in this file", whole_file(main_file),
+                        hint="a file compiles its `network NAME:` blocks; this one has none (defs alone "
+                             "are for `use`)")
     if only is not None:
         chosen = [n for n in nets if n.name == only]
         if not chosen:

@@ -1,0 +1,7 @@
+"""`python -m archlang` runs the archc command line."""
+
+import sys
+
+from archlang.cli import main
+
+sys.exit(main())
