@@ -231,10 +231,10 @@ class Elaborator:
                             hint="for example: inception[1x1 64, 3x3 128 reduce=96, 5x5 32 reduce=16, pool 32]")
         found = ops.lookup(c.name) if not c.name.startswith("_") else None
         if found is None:
-            words = [*env.unit.defs, *ops.user_words(), "skip", "inception"]
-            hint = did_you_mean(c.name, words)
-            if hint is None and ops.KERNEL_RE.match(c.name) is None and ops.lookup(c.name + "3x3"):
+            if ops.lookup(c.name + "3x3"):
                 hint = f"{c.name} needs a kernel size, e.g. {c.name}3x3"
+            else:
+                hint = did_you_mean(c.name, [*env.unit.defs, *ops.user_words(), "skip", "inception"])
             raise ArchError(f"unknown op or def '{c.name}'", c.name_span, hint=hint)
         spec, kernel = found
         given = self._bind_op(spec, c, env)
@@ -252,7 +252,7 @@ class Elaborator:
                 try:
                     value = spec.args[key].check(value)
                 except ArgError as err:
-                    raise ArchError(f"{key} of {c.name} {err}", span) from None
+                    raise ArchError(f"{c.name}: {key} {err}", span) from None
             given[key], spans[key] = value, span
 
         for arg in c.args:

@@ -3,6 +3,7 @@ and its file-level settings.  Catches use cycles, missing files and duplicate na
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,7 +101,7 @@ class Loader:
         for d in file.defs:
             unit.defs[d.name] = (d, unit)
         for use in file.uses:
-            path = (base or Path(".")) / use.path
+            path = Path(os.path.normpath((base or Path(".")) / use.path))
             used = self.load_path(path, use.span)
             for name, (d, home) in used.defs.items():
                 if home is not used:

@@ -48,13 +48,15 @@ class Layout:
                     indents.append(indent)
                     yield Token.new_borrow_pos("_INDENT", indent_text, tok)
                 else:
+                    levels = list(indents)
                     while indent < indents[-1]:
                         indents.pop()
                         yield Token.new_borrow_pos("_DEDENT", indent_text, tok)
                     if indent != indents[-1]:
                         raise LayoutError(
                             "this line's indentation matches no enclosing block", tok.end_line, indent + 1,
-                            hint=f"indent it by {indents[-1]} spaces, like the lines above it")
+                            hint="indent it like an enclosing line: by "
+                                 + " or ".join(str(i) for i in levels) + " spaces")
                 continue
             if tok.type in OPENERS:
                 brackets.append(tok)

@@ -313,6 +313,8 @@ def _friendly(err: UnexpectedInput, filename: str) -> ArchError:
     assert isinstance(err, UnexpectedToken)
     tok = err.token
     expected = set(err.expected) | set(getattr(err, "accepts", None) or ())
+    if len(expected) > 1:
+        expected.discard("_NL")  # the layout post-lexer lets newlines through everywhere
     if tok.type == "$END":
         span = Span(filename, max(1, tok.line or 1), max(1, tok.column or 1))
         return ArchError(f"the file ends too soon: expected {_words(expected)}", span)
@@ -320,9 +322,11 @@ def _friendly(err: UnexpectedInput, filename: str) -> ArchError:
     if tok.type == "_INDENT":
         return ArchError("unexpected indentation", Span(filename, tok.end_line or tok.line, (tok.end_column or 1)),
                          hint="only the lines of a def or network body are indented")
-    if expected == {"INPUT"}:
+    if expected - {"_NL"} == {"INPUT"}:
         return ArchError("a network's first line must be `input SHAPE`", span,
                          hint="for example: input 3x224x224")
+    if tok.type == "ADD_OP" and tok.value == "-" and "ADD_OP" not in expected:
+        return ArchError("unexpected '-': values here cannot be negative", span)
     if tok.type == "XREP" and "NAME" in expected:
         return ArchError(f"'{tok.value}' is reserved: names x<digits> mean a repeat", span)
     if tok.type == "SHAPE":
@@ -332,7 +336,7 @@ def _friendly(err: UnexpectedInput, filename: str) -> ArchError:
         return ArchError("the line ends where a layer or value was expected", span)
     what = TERMINAL_WORDS.get(tok.type, repr(tok.value))
     if tok.type in ("NAME", "NUMBER"):
-        what = f"{what} '{tok.value}'"
+        what = f"{tok.type.lower()} '{tok.value}'"
     return ArchError(f"unexpected {what}; expected {_words(expected)}", span)
 
 

@@ -93,10 +93,10 @@ def user_words() -> list[str]:
 # ---- argument checks ----
 
 
-def whole(value, what: str = "value") -> int:
+def whole(value) -> int:
     if isinstance(value, float):
         if not value.is_integer():
-            raise ArgError(f"{what} must be a whole number, not {value:g}")
+            raise ArgError(f"must be a whole number, not {value:g}")
         value = int(value)
     return value
 
