@@ -52,6 +52,10 @@ class Elaborator:
         self.unit = unit
         self.plain = plain
         self.ir = NetworkIR(net.name, arguments, net.span, dict(unit.settings))
+        # product of the counts of the repeats being expanded, and the outermost one's span:
+        # every node made inside them will be made at least that many times
+        self.repeat_product = 1
+        self.repeat_span: Span | None = None
 
     # ---- entry ----
 
@@ -85,7 +89,10 @@ class Elaborator:
 
     def _node(self, op: str, attrs: dict, inputs: list[Val], out: TensorType, span: Span, scope: Scope,
               role: str = "layer", register: bool = True, note: str | None = None) -> Val:
-        if len(self.ir.nodes) >= NODE_BUDGET:
+        if len(self.ir.nodes) + self.repeat_product > NODE_BUDGET:
+            if self.repeat_product > 1:
+                raise ArchError(f"these repeats would expand to at least {self.repeat_product:,} nodes, over the "
+                                f"limit of {NODE_BUDGET:,}", self.repeat_span, hint="check the repeat counts")
             raise ArchError(f"the network expands to more than {NODE_BUDGET:,} nodes", span,
                             hint="check the repeat counts")
         node = Node(id=len(self.ir.nodes), op=op, attrs=attrs, inputs=[v.node for v in inputs],
@@ -207,7 +214,13 @@ class Elaborator:
         if n == 0:
             return x
         before = len(self.ir.nodes)
-        x = self._expr(r.body, x, env, scope)
+        outer = (self.repeat_product, self.repeat_span)
+        self.repeat_product *= n
+        self.repeat_span = self.repeat_span or r.count_span
+        try:
+            x = self._expr(r.body, x, env, scope)
+        finally:
+            self.repeat_product, self.repeat_span = outer
         per = len(self.ir.nodes) - before
         if len(self.ir.nodes) + per * (n - 1) > NODE_BUDGET:
             raise ArchError(
