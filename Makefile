@@ -20,7 +20,7 @@ graphviz:
 	@command -v dot >/dev/null || { apt-get update -qq && apt-get install -y -qq graphviz >/dev/null; }
 
 demo: $(STAMP) graphviz
-	$(VENV)/bin/archc check specs/resnet34.arch
+	$(VENV)/bin/archc build specs/resnet34.arch -o build/
 
 test: $(STAMP) graphviz
 	$(VENV)/bin/pytest

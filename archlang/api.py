@@ -20,9 +20,10 @@ def _first_input(node: Node):
 class Network:
     """One compiled network: shapes, counts, and the IR graph."""
 
-    def __init__(self, ir: NetworkIR, plain: bool = False):
+    def __init__(self, ir: NetworkIR, plain: bool = False, filename: str = "<string>"):
         self.ir = ir
         self.plain = plain
+        self.filename = filename
 
     @property
     def name(self) -> str:
@@ -78,6 +79,21 @@ class Network:
     def notes(self) -> list[str]:
         return list(self.ir.notes)
 
+    def source(self) -> str:
+        """The standalone PyTorch file for this network (what `archc build` writes)."""
+        from archlang import __version__
+        from archlang.backends.pytorch import emit_module
+
+        return emit_module(self.ir, Path(self.filename).name, __version__)
+
+    def to_torch(self, **arguments):
+        """An instance of the generated nn.Module, executed from exactly `source()`."""
+        from archlang.backends.loading import load_module
+        from archlang.backends.pytorch import class_name
+
+        module = load_module(self.source(), f"<archlang {self.name}>", self.name)
+        return getattr(module, class_name(self.name))(**arguments)
+
     def __repr__(self) -> str:
         shape_in = "x".join(map(str, self.input_shape))
         shape_out = "x".join(map(str, self.output_shape))
@@ -106,11 +122,11 @@ def compile(source: str, filename: str = "<string>", overrides: dict[str, Any] |
     """Compile .arch source text.  `use` paths resolve against `base` (default: the cwd)."""
     unit = load_source(source, filename, Path(base) if base else None)
     irs = compile_units(unit, filename, overrides, plain=plain, only=network)
-    return Program({name: Network(ir, plain) for name, ir in irs.items()}, filename)
+    return Program({name: Network(ir, plain, filename) for name, ir in irs.items()}, filename)
 
 
 def compile_file(path: str | Path, overrides: dict[str, Any] | None = None, plain: bool = False,
                  network: str | None = None) -> Program:
     unit = load_file(path)
     irs = compile_units(unit, str(path), overrides, plain=plain, only=network)
-    return Program({name: Network(ir, plain) for name, ir in irs.items()}, str(path))
+    return Program({name: Network(ir, plain, str(path)) for name, ir in irs.items()}, str(path))

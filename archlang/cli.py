@@ -1,7 +1,7 @@
 """The `archc` command line: argument parsing, dispatch to the API, and exit codes.
 
 Exit codes: 0 ok, 1 compile error (a diagnostic on stderr), 2 usage error.
-`check` never imports torch; `build` imports it only through the PyTorch backend's users."""
+Neither `check` nor `build` imports torch: code generation works from the IR alone."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ EPILOG = """examples:
   archc check specs/resnet34.arch
   archc check specs/resnet34.arch --set classes=10 --json
   archc check specs/resnet34.arch --plain          # He et al.'s plain baseline: every skip removed
+  archc build specs/resnet34.arch -o build/        # build/resnet34.py, a standalone nn.Module
 """
 
 
@@ -76,6 +77,22 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_build(args) -> int:
+    from pathlib import Path
+
+    from archlang.backends.files import write_atomic
+
+    program = _compile(args)
+    out_dir = Path(args.output)
+    # render everything before writing anything: a failure leaves existing outputs untouched
+    outputs = [(out_dir / f"{net.name}.py", net.source(), net) for net in program]
+    for path, text, net in outputs:
+        write_atomic(path, text)
+        print(f"wrote {path}  ({net.name}: {_shape(net.input_shape)} → {_shape(net.output_shape)}, "
+              f"{net.params:,} params, {net.macs:,} MACs)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from archlang import __version__
 
@@ -94,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of networks")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("build", help="write a standalone PyTorch module per network",
+                       description="Compile FILE and write DIR/<network>.py for each network: a standalone "
+                                   "file that imports only torch and holds one nn.Module.",
+                       epilog="example:\n  archc build specs/resnet34.arch -o build/",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(p)
+    p.add_argument("-o", "--output", default="build", metavar="DIR", help="output folder (default: build/)")
+    p.set_defaults(func=cmd_build)
     return parser
 
 

@@ -301,7 +301,7 @@ class Elaborator:
         return given
 
     def _def_call(self, c: ast.Call, d: ast.Def, home: Unit, x: Val, env: Env, scope: Scope) -> Val:
-        for name, span in env.calls:
+        for name, _span in env.calls:
             if name == d.name:
                 raise ArchError(f"def {d.name} calls itself (recursion is not allowed)", c.span)
         if len(env.calls) >= MAX_CALL_DEPTH:
@@ -359,7 +359,7 @@ class Elaborator:
         mains = [b for b in s.branches if not _is_skip(b)]
         skips = [b for b in s.branches if _is_skip(b)]
         outs: list[Val] = []
-        for i, branch in enumerate(mains):
+        for _i, branch in enumerate(mains):
             target_scope = scope
             if len(mains) > 1:
                 target_scope = Scope("branch", branch.span, scope)

@@ -69,7 +69,8 @@ class Layout:
                 opener = brackets.pop()
                 if OPENERS[opener.type] != want:
                     raise LayoutError(
-                        f"'{tok.value}' does not match the '{opener.value[-1]}' opened at {opener.line}:{opener.column}",
+                        f"'{tok.value}' does not match the '{opener.value[-1]}' "
+                        f"opened at {opener.line}:{opener.column}",
                         tok.line, tok.column)
             yield tok
         if brackets:

@@ -4,7 +4,7 @@ translation of lark's parse failures into ArchErrors that read well."""
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
@@ -65,7 +65,7 @@ def grammar_text() -> str:
     return GRAMMAR_PATH.read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lark() -> Lark:
     return Lark(grammar_text(), parser="lalr", postlex=Layout(), propagate_positions=True,
                 maybe_placeholders=True)
