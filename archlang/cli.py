@@ -93,6 +93,14 @@ def cmd_build(args) -> int:
     return 0
 
 
+def _subcommand(sub, name: str, func, summary: str, description: str, example: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=summary, description=description, epilog=f"example:\n  {example}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(p)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     from archlang import __version__
 
@@ -103,23 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("check", help="compile and print each network's shapes and parameter count",
-                       description="Compile FILE, checking every shape, and print each network's "
-                                   "input → output shape, parameter count and inserted projections.",
-                       epilog="example:\n  archc check specs/resnet34.arch --set classes=10",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_common(p)
+    p = _subcommand(sub, "check", cmd_check, "compile and print each network's shapes and parameter count",
+                    "Compile FILE, checking every shape, and print each network's input → output shape, "
+                    "parameter count and inserted projections.",
+                    "archc check specs/resnet34.arch --set classes=10")
     p.add_argument("--json", action="store_true", help="print a JSON list of networks")
-    p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("build", help="write a standalone PyTorch module per network",
-                       description="Compile FILE and write DIR/<network>.py for each network: a standalone "
-                                   "file that imports only torch and holds one nn.Module.",
-                       epilog="example:\n  archc build specs/resnet34.arch -o build/",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_common(p)
+    p = _subcommand(sub, "build", cmd_build, "write a standalone PyTorch module per network",
+                    "Compile FILE and write DIR/<network>.py for each network: a standalone file that "
+                    "imports only torch and holds one nn.Module.",
+                    "archc build specs/resnet34.arch -o build/")
     p.add_argument("-o", "--output", default="build", metavar="DIR", help="output folder (default: build/)")
-    p.set_defaults(func=cmd_build)
     return parser
 
 

@@ -333,14 +333,14 @@ class Elaborator:
             if key in pending:
                 pending.remove(key)
             values[key] = self._value(arg.value, env)
-        call_env = Env(home, {}, x.shape, env.net_settings, env.calls + ((d.name, c.span),))
         for p in d.params:
             if p.name in values:
                 continue
             if p.default is None:
                 raise ArchError(f"missing argument '{p.name}' of {signature}", c.span)
             values[p.name] = self._value(p.default, Env(home, dict(values), x.shape, env.net_settings))
-        call_env = Env(home, {n: values[n] for n in names}, x.shape, env.net_settings, call_env.calls)
+        call_env = Env(home, {n: values[n] for n in names}, x.shape, env.net_settings,
+                       env.calls + ((d.name, c.span),))
         sub = Scope("call", c.span, scope, def_name=d.name)
         scope.items.append(sub)
         try:

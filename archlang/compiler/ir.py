@@ -118,6 +118,7 @@ class NetworkIR:
         self.nodes: list[Node] = []
         self.root = Scope("network", span, label=name)
         self.notes: list[str] = []
+        self.output_id: int | None = None  # set when elaboration ends
 
     def add(self, node: Node) -> Node:
         assert node.id == len(self.nodes)
@@ -134,8 +135,6 @@ class NetworkIR:
     @property
     def output(self) -> Node:
         return self.nodes[-1] if self.output_id is None else self.nodes[self.output_id]
-
-    output_id: int | None = None
 
     def consumers(self, node_id: int) -> list[Node]:
         return [self.nodes[d] for d in self.graph.successors(node_id)]

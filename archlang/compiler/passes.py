@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from archlang.compiler.ir import NetworkIR, Node, Scope
+from archlang.compiler.ops import REGISTRY
 
 NOT_MODULES = ("_input", "_add", "_concat")
 
@@ -47,8 +48,6 @@ def _hoist(scope: Scope) -> None:
 
 
 def _family(node: Node) -> str:
-    from archlang.compiler.ops import REGISTRY
-
     return REGISTRY[node.op].family
 
 
