@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from archlang.compiler.elaborate import Elaborator, Env
+from archlang.compiler.elaborate import Elaborator, Env, evaluate
 from archlang.compiler.ir import NetworkIR
 from archlang.compiler.loader import Loader, Unit
 from archlang.compiler.passes import lint, name_blocks, resolve_bias
@@ -37,7 +37,6 @@ def parse_override(text: str) -> int | float:
 
 def _arguments(net: ast.Network, unit: Unit, overrides: dict[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    env_elab = Elaborator(net, unit, {})
     for p in net.params:
         if p.name in overrides:
             raw = overrides[p.name]
@@ -46,7 +45,7 @@ def _arguments(net: ast.Network, unit: Unit, overrides: dict[str, Any]) -> dict[
             except ValueError as err:
                 raise OverrideError(f"--set {p.name}: {err}", net.name_span) from None
         elif p.default is not None:
-            values[p.name] = env_elab._value(p.default, Env(unit, dict(values), None, {}))
+            values[p.name] = evaluate(p.default, Env(unit, dict(values), None, {}))
         else:
             raise OverrideError(f"network {net.name} needs a value for '{p.name}'", p.span,
                                 hint=f"pass it with --set {p.name}=VALUE")

@@ -46,6 +46,53 @@ def _is_skip(e: ast.Expr) -> bool:
     return isinstance(e, ast.Call) and e.name == "skip"
 
 
+def evaluate(v: ast.Value, env: Env) -> int | float:
+    """The number a value expression stands for in `env` (params, `in`)."""
+    if isinstance(v, ast.Num):
+        result = v.value
+    elif isinstance(v, ast.Name):
+        if v.name not in env.values:
+            raise ArchError(f"unknown name '{v.name}'", v.span,
+                            hint=did_you_mean(v.name, env.values) or _params_hint(env))
+        result = env.values[v.name]
+    elif isinstance(v, ast.InAttr):
+        result = _in_attr(v, env)
+    else:
+        left, right = evaluate(v.left, env), evaluate(v.right, env)
+        if v.op == "+":
+            result = left + right
+        elif v.op == "-":
+            result = left - right
+        elif v.op == "*":
+            result = left * right
+        else:
+            if right == 0:
+                raise ArchError("division by zero", v.span)
+            result = left // right
+    if isinstance(result, float) and result != result:  # NaN
+        raise ArchError("this value is not a number", v.span)
+    if abs(result) > MAX_VALUE:
+        raise ArchError(f"this value is too large ({result:.3g})", v.span)
+    return result
+
+def _params_hint(env: Env) -> str:
+    if env.values:
+        return "names in scope here: " + ", ".join(sorted(env.values))
+    return "no parameters are in scope here"
+
+def _in_attr(v: ast.InAttr, env: Env) -> int:
+    if v.attr not in ("c", "h", "w"):
+        raise ArchError(f"'in' has c, h and w, not '{v.attr}'", v.span)
+    inp = env.inp
+    if inp is None:
+        raise ArchError("'in' is not defined here", v.span, hint="in.c means the width entering a call or line")
+    if inp.is_vector:
+        if v.attr != "c":
+            raise ArchError(f"in.{v.attr} is undefined: the input here is the feature vector {inp}", v.span)
+        return inp.c
+    return {"c": inp.c, "h": inp.h, "w": inp.w}[v.attr]
+
+
 class Elaborator:
     def __init__(self, net: ast.Network, unit: Unit, arguments: dict[str, Any], plain: bool = False):
         self.net = net
@@ -132,55 +179,8 @@ class Elaborator:
 
     # ---- values ----
 
-    def _value(self, v: ast.Value, env: Env) -> int | float:
-        if isinstance(v, ast.Num):
-            result = v.value
-        elif isinstance(v, ast.Name):
-            if v.name not in env.values:
-                raise ArchError(f"unknown name '{v.name}'", v.span,
-                                hint=did_you_mean(v.name, env.values) or self._params_hint(env))
-            result = env.values[v.name]
-        elif isinstance(v, ast.InAttr):
-            result = self._in_attr(v, env)
-        else:
-            left, right = self._value(v.left, env), self._value(v.right, env)
-            if v.op == "+":
-                result = left + right
-            elif v.op == "-":
-                result = left - right
-            elif v.op == "*":
-                result = left * right
-            else:
-                if right == 0:
-                    raise ArchError("division by zero", v.span)
-                result = left // right
-        if isinstance(result, float) and result != result:  # NaN
-            raise ArchError("this value is not a number", v.span)
-        if abs(result) > MAX_VALUE:
-            raise ArchError(f"this value is too large ({result:.3g})", v.span)
-        return result
-
-    @staticmethod
-    def _params_hint(env: Env) -> str:
-        if env.values:
-            return "names in scope here: " + ", ".join(sorted(env.values))
-        return "no parameters are in scope here"
-
-    @staticmethod
-    def _in_attr(v: ast.InAttr, env: Env) -> int:
-        if v.attr not in ("c", "h", "w"):
-            raise ArchError(f"'in' has c, h and w, not '{v.attr}'", v.span)
-        inp = env.inp
-        if inp is None:
-            raise ArchError("'in' is not defined here", v.span, hint="in.c means the width entering a call or line")
-        if inp.is_vector:
-            if v.attr != "c":
-                raise ArchError(f"in.{v.attr} is undefined: the input here is the feature vector {inp}", v.span)
-            return inp.c
-        return {"c": inp.c, "h": inp.h, "w": inp.w}[v.attr]
-
     def _count(self, v: ast.Value, env: Env, what: str) -> int:
-        n = self._value(v, env)
+        n = evaluate(v, env)
         if isinstance(n, float):
             if not n.is_integer():
                 raise ArchError(f"{what} must be a whole number, not {n:g}", v.span)
@@ -284,11 +284,11 @@ class Elaborator:
                     n = len(spec.positional)
                     raise ArchError(f"{c.name} takes {n or 'no'} positional argument{'s' if n != 1 else ''}",
                                     arg.span)
-                put(positional.pop(0), self._value(arg.value, env), arg.span)
+                put(positional.pop(0), evaluate(arg.value, env), arg.span)
             elif isinstance(arg, ast.Stride):
                 if "stride" not in spec.args:
                     raise ArchError(f"{c.name} has no stride", arg.span)
-                put("stride", self._value(arg.value, env), arg.span)
+                put("stride", evaluate(arg.value, env), arg.span)
             else:
                 if arg.key not in spec.args:
                     hint = did_you_mean(arg.key, spec.args)
@@ -297,7 +297,7 @@ class Elaborator:
                                     hint=hint or f"arguments of {c.name}: {known}")
                 if arg.key in positional:
                     positional.remove(arg.key)
-                put(arg.key, self._value(arg.value, env), arg.span)
+                put(arg.key, evaluate(arg.value, env), arg.span)
         return given
 
     def _def_call(self, c: ast.Call, d: ast.Def, home: Unit, x: Val, env: Env, scope: Scope) -> Val:
@@ -332,13 +332,13 @@ class Elaborator:
                 raise ArchError(f"'{key}' is given twice to {d.name}", arg.span)
             if key in pending:
                 pending.remove(key)
-            values[key] = self._value(arg.value, env)
+            values[key] = evaluate(arg.value, env)
         for p in d.params:
             if p.name in values:
                 continue
             if p.default is None:
                 raise ArchError(f"missing argument '{p.name}' of {signature}", c.span)
-            values[p.name] = self._value(p.default, Env(home, dict(values), x.shape, env.net_settings))
+            values[p.name] = evaluate(p.default, Env(home, dict(values), x.shape, env.net_settings))
         call_env = Env(home, {n: values[n] for n in names}, x.shape, env.net_settings,
                        env.calls + ((d.name, c.span),))
         sub = Scope("call", c.span, scope, def_name=d.name)
