@@ -5,6 +5,7 @@ reaches the backends (PyTorch source, report, diagram) lazily, so `check` never 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,24 @@ def _first_input(node: Node):
 class Network:
     """One compiled network: shapes, counts, and the IR graph."""
 
-    def __init__(self, ir: NetworkIR, plain: bool = False, filename: str = "<string>"):
+    def __init__(self, ir: NetworkIR, plain: bool = False, filename: str = "<string>",
+                 rebuild: Callable[[dict[str, Any]], Network] | None = None):
         self.ir = ir
         self.plain = plain
         self.filename = filename
+        self._rebuild = rebuild
+
+    def with_arguments(self, **arguments) -> Network:
+        """This network compiled again with other parameter values (`--set` in the CLI)."""
+        unknown = sorted(set(arguments) - set(self.ir.arguments))
+        if unknown:
+            raise TypeError(f"network {self.name} has no parameter {unknown[0]!r} "
+                            f"(parameters: {', '.join(self.ir.arguments) or 'none'})")
+        if all(self.ir.arguments[k] == v for k, v in arguments.items()):
+            return self
+        if self._rebuild is None:
+            raise ValueError(f"network {self.name} cannot be recompiled: it was built without its source")
+        return self._rebuild({**self.ir.arguments, **arguments})
 
     @property
     def name(self) -> str:
@@ -87,12 +102,16 @@ class Network:
         return emit_module(self.ir, Path(self.filename).name, __version__)
 
     def to_torch(self, **arguments):
-        """An instance of the generated nn.Module, executed from exactly `source()`."""
+        """An instance of the generated nn.Module, executed from exactly `source()`.
+
+        Other parameter values (`to_torch(classes=10)`) compile the network again with them,
+        so every shape is checked for those values too."""
         from archlang.backends.loading import load_module
         from archlang.backends.pytorch import class_name
 
-        module = load_module(self.source(), f"<archlang {self.name}>", self.name)
-        return getattr(module, class_name(self.name))(**arguments)
+        net = self.with_arguments(**arguments)
+        module = load_module(net.source(), f"<archlang {net.name}>", net.name)
+        return getattr(module, class_name(net.name))()
 
     def __repr__(self) -> str:
         shape_in = "x".join(map(str, self.input_shape))
@@ -121,12 +140,17 @@ def compile(source: str, filename: str = "<string>", overrides: dict[str, Any] |
             plain: bool = False, network: str | None = None, base: str | Path | None = None) -> Program:
     """Compile .arch source text.  `use` paths resolve against `base` (default: the cwd)."""
     unit = load_source(source, filename, Path(base) if base else None)
-    irs = compile_units(unit, filename, overrides, plain=plain, only=network)
-    return Program({name: Network(ir, plain, filename) for name, ir in irs.items()}, filename)
+    return _program(unit, filename, overrides, plain, network)
 
 
 def compile_file(path: str | Path, overrides: dict[str, Any] | None = None, plain: bool = False,
                  network: str | None = None) -> Program:
-    unit = load_file(path)
-    irs = compile_units(unit, str(path), overrides, plain=plain, only=network)
-    return Program({name: Network(ir, plain, str(path)) for name, ir in irs.items()}, str(path))
+    return _program(load_file(path), str(path), overrides, plain, network)
+
+
+def _program(unit, filename: str, overrides, plain: bool, network: str | None) -> Program:
+    def rebuild_one(name: str):
+        return lambda arguments: _program(unit, filename, arguments, plain, name)[name]
+
+    irs = compile_units(unit, filename, overrides, plain=plain, only=network)
+    return Program({name: Network(ir, plain, filename, rebuild_one(name)) for name, ir in irs.items()}, filename)

@@ -14,6 +14,7 @@ from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import archlang  # noqa: E402
+from tests import references  # noqa: E402
 from tests.conftest import ROOT, SPECS  # noqa: E402
 from tests.test_specs import REFERENCE  # noqa: E402
 
@@ -32,68 +33,98 @@ def test_generated_module_matches_ir(file, network):
     assert counter.get_total_flops() // 2 == net.macs
 
 
-# ---- a hand-written ResNet-18 in torchvision's layout, independent of the generator ----
+# ---- numerical equality with hand-written torchvision-layout references (tests/references.py) ----
 
-class BasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU()
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+INCEPTION_BN = ("network inception_bn:\n    input 192x28x28\n"
+                "    inception[1x1 64, 3x3 128 reduce=96, 5x5 32 reduce=16, pool 32] bn\n")
 
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + identity)
+CASES = {
+    "resnet18": (lambda: archlang.compile_file(SPECS / "resnets.arch")["resnet18"], references.resnet18, 64),
+    "resnet34": (lambda: archlang.compile_file(SPECS / "resnet34.arch")["resnet34"], references.resnet34, 64),
+    "resnet50": (lambda: archlang.compile_file(SPECS / "resnets.arch")["resnet50"], references.resnet50, 64),
+    "googlenet": (lambda: archlang.compile_file(SPECS / "googlenet.arch")["googlenet"], references.GoogLeNet, 96),
+    "inception3a": (lambda: archlang.compile_file(SPECS / "inception.arch")["inception3a"],
+                    lambda: references.Inception(192, 64, 96, 128, 16, 32, 32, k5=5, bn=False), 28),
+    "inception_bn": (lambda: archlang.compile(INCEPTION_BN, "t.arch")["inception_bn"],
+                     lambda: references.Inception(192, 64, 96, 128, 16, 32, 32, k5=5), 28),
+}
 
 
-class ResNet18(nn.Module):
-    def __init__(self, classes=1000):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU()
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        layers, cin = [], 64
-        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            layers.append(nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)))
-            cin = cout
-        self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512, classes)
-
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-
-def _randomise_bn(module):
-    g = torch.Generator().manual_seed(1)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-
-
-def test_resnet18_equals_hand_written_reference():
+@pytest.mark.parametrize("case", list(CASES))
+def test_equals_hand_written_reference(case):
+    compile_net, make_reference, size = CASES[case]
     torch.manual_seed(0)
-    reference = ResNet18()
-    _randomise_bn(reference)
+    reference = make_reference()
+    references.randomise_bn(reference)
     reference.eval()
-    compiled = archlang.compile_file(SPECS / "resnets.arch")["resnet18"].to_torch().eval()
-    ref_tensors = list(reference.state_dict().values())
-    ours = compiled.state_dict()
-    assert [tuple(t.shape) for t in ours.values()] == [tuple(t.shape) for t in ref_tensors]
-    compiled.load_state_dict(dict(zip(ours.keys(), ref_tensors, strict=True)))
+    net = compile_net()
+    compiled = net.to_torch().eval()
+    pairs = archlang.load_weights(compiled, reference)
+    assert len(pairs) == sum(1 for k in compiled.state_dict() if not k.endswith("num_batches_tracked"))
+    channels = net.input_shape[0]
+    x = torch.randn(2, channels, size, size)
+    with torch.no_grad():
+        expected = reference(x)
+        got = compiled(x)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50"])
+def test_equals_torchvision(name):
+    models = pytest.importorskip("torchvision.models")
+    torch.manual_seed(0)
+    reference = getattr(models, name)(weights=None)
+    references.randomise_bn(reference)
+    reference.eval()
+    compiled = CASES[name][0]().to_torch().eval()
+    archlang.load_weights(compiled, reference.state_dict())
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert torch.allclose(compiled(x), reference(x), atol=1e-5)
+        torch.testing.assert_close(compiled(x), reference(x), atol=1e-5, rtol=1e-5)
+
+
+def test_state_dict_keys_follow_torchvision_order():
+    keys = list(CASES["resnet34"][0]().to_torch().state_dict())
+    ref = list(references.resnet34().state_dict())
+    assert len(keys) == len(ref) == 218
+    assert keys[:6] == ["stem.conv.weight", "stem.bn.weight", "stem.bn.bias", "stem.bn.running_mean",
+                        "stem.bn.running_var", "stem.bn.num_batches_tracked"]
+    i = ref.index("layer2.0.downsample.0.weight")
+    assert keys[i] == "layer2.0.ws.conv.weight" and keys[-2:] == ["head.fc.weight", "head.fc.bias"]
+
+
+def test_load_weights_names_the_first_mismatch():
+    compiled = CASES["resnet34"][0]().to_torch()
+    before = {k: v.clone() for k, v in compiled.state_dict().items()}
+    with pytest.raises(archlang.WeightsMismatch) as err:
+        archlang.load_weights(compiled, references.resnet50())
+    assert str(err.value) == (
+        "tensor #5: the module has 'layer1.0.conv1.weight' [64, 64, 3, 3] but the weights have "
+        "'layer1.0.conv1.weight' [64, 64, 1, 1]; the two networks differ from here on")
+    with pytest.raises(archlang.WeightsMismatch, match=r"tensor #25: the module has 'layer1.2.conv1.weight'"):
+        archlang.load_weights(compiled, references.resnet18())
+    headless = {k: v for k, v in references.resnet34().state_dict().items() if not k.startswith("fc.")}
+    with pytest.raises(archlang.WeightsMismatch) as err:
+        archlang.load_weights(compiled, headless)
+    assert str(err.value) == ("the module has 182 tensors and the weights 180: every shape agrees up to there, "
+                              "and the first one left over is the module's 'head.fc.weight' [1000, 512]")
+    after = compiled.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_load_weights_ignores_extra_parts():
+    reference = references.GoogLeNet()
+    reference.aux1 = nn.Sequential(nn.Conv2d(512, 128, 1), nn.Linear(2048, 1024))  # like torchvision's aux heads
+    state = reference.state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith(("fc.", "aux1."))} | {
+        k: v for k, v in state.items() if k.startswith("aux1.")} | {k: state[k] for k in ("fc.weight", "fc.bias")}
+    compiled = CASES["googlenet"][0]().to_torch()
+    with pytest.raises(archlang.WeightsMismatch, match=r"ignore=\('aux1',\)"):
+        archlang.load_weights(compiled, state)
+    pairs = archlang.load_weights(compiled, state, ignore=["aux1"])
+    assert pairs["head.fc.weight"] == "fc.weight"
+    assert torch.equal(compiled.head.fc.weight, reference.fc.weight)
 
 
 def test_pad_shortcut_runs_and_pads_with_zeros():
@@ -114,11 +145,19 @@ def test_reserved_labels_give_valid_code():
     assert {"class_.weight", "training_.conv.weight", "self_.branch1.conv.weight"} <= set(module.state_dict())
 
 
-def test_arguments_are_checked():
+def test_other_arguments_recompile():
     net = archlang.compile_file(SPECS / "lenet5.arch")["lenet5"]
-    net.to_torch(classes=10)
+    module = net.to_torch(classes=5)
+    assert tuple(module(torch.randn(3, 1, 32, 32)).shape) == (3, 5)
+    assert net.with_arguments(classes=5).params == 61706 - 84 * 5 - 5
+    with pytest.raises(TypeError, match="no parameter 'clases'"):
+        net.to_torch(clases=5)
+    with pytest.raises(archlang.ArchError, match="at least 1"):
+        net.to_torch(classes=0)
+    # the generated class itself is specialised to the values it was compiled for
+    generated = type(net.to_torch())
     with pytest.raises(ValueError, match="compiled for classes=10"):
-        net.to_torch(classes=5)
+        generated(classes=5)
 
 
 def test_lenet5_source_golden(golden):

@@ -83,7 +83,9 @@ def bn_module(n: Node) -> str:
 def pad_module(n: Node) -> str:
     a = n.attrs
     extra = a["target"][0] - n.in_shapes[0].c
-    return f"ZeroPadShortcut(stride={a.get('stride', 1)}, extra_channels={extra})"
+    if n.in_shapes[0].is_vector:
+        return f"ZeroPadShortcut(extra_channels={extra})"
+    return f"ZeroPadShortcut(extra_channels={extra}, stride={a.get('stride', 1)})"
 
 
 MODULES = {
@@ -112,16 +114,16 @@ ZERO_PAD_CLASS = '''
 class ZeroPadShortcut(nn.Module):
     """He et al.'s shortcut option A: subsample by the stride, then zero-pad channels."""
 
-    def __init__(self, stride: int, extra_channels: int):
+    def __init__(self, extra_channels: int, stride: int = 0):
         super().__init__()
-        self.stride = stride
         self.extra_channels = extra_channels
+        self.stride = stride  # 0: the input is a feature vector
 
     def forward(self, x):
-        if x.dim() == 4:
-            x = x[:, :, :: self.stride, :: self.stride]
-            return nn.functional.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
-        return nn.functional.pad(x, (0, self.extra_channels))
+        if self.stride == 0:
+            return nn.functional.pad(x, (0, self.extra_channels))
+        x = x[:, :, :: self.stride, :: self.stride]
+        return nn.functional.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
 '''
 
 
