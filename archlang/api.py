@@ -11,11 +11,7 @@ from typing import Any
 
 from archlang.compiler import compile_units, load_file, load_source
 from archlang.compiler.ir import NetworkIR, Node
-from archlang.compiler.ops import REGISTRY
-
-
-def _first_input(node: Node):
-    return node.in_shapes[0] if node.in_shapes else node.shape
+from archlang.compiler.ops import node_cost
 
 
 class Network:
@@ -65,7 +61,7 @@ class Network:
         return self.ir.nodes
 
     def _total(self, rule: str) -> int:
-        return sum(getattr(REGISTRY[n.op], rule)(n.attrs, _first_input(n), n.shape) for n in self.ir.nodes)
+        return sum(getattr(node_cost(n), rule) for n in self.ir.nodes)
 
     @property
     def params(self) -> int:
@@ -86,6 +82,16 @@ class Network:
         return 2 * self.macs
 
     @property
+    def other_ops(self) -> int:
+        """Elementwise work outside the MACs (bias adds, BN, activations, pools, residual adds)."""
+        return self._total("other_ops")
+
+    @property
+    def activation_bytes(self) -> int:
+        """float32 outputs of every layer at batch 1 (see the report's convention)."""
+        return self.report().total.activation_bytes
+
+    @property
     def projections(self) -> list[Node]:
         """The inserted shortcut nodes (Ws convs/linears and zero-pad shortcuts)."""
         return [n for n in self.ir.nodes if n.role == "ws" and n.op in ("conv", "dense", "_pad")]
@@ -93,6 +99,13 @@ class Network:
     @property
     def notes(self) -> list[str]:
         return list(self.ir.notes)
+
+    def report(self, depth: int | None = None):
+        """The static cost report (per layer, or rolled up by block at `depth`): print it, or call
+        .to_json(), .to_markdown(), .to_csv(), .to_dict()."""
+        from archlang.backends.report import build_report
+
+        return build_report(self.ir, depth)
 
     def source(self) -> str:
         """The standalone PyTorch file for this network (what `archc build` writes)."""

@@ -17,7 +17,9 @@ EPILOG = """examples:
   archc check specs/resnet34.arch
   archc check specs/resnet34.arch --set classes=10 --json
   archc check specs/resnet34.arch --plain          # He et al.'s plain baseline: every skip removed
-  archc build specs/resnet34.arch -o build/        # build/resnet34.py, a standalone nn.Module
+  archc build specs/resnet34.arch -o build/        # build/resnet34.py, its report and diagram
+  archc report specs/resnet34.arch --depth 1       # params, MACs, memory per block, no torch needed
+  archc diff specs/resnet34.arch specs/resnet34_options.arch:resnet34_a
 """
 
 
@@ -77,6 +79,14 @@ def cmd_check(args) -> int:
     return 0
 
 
+def build_outputs(net, out_dir) -> list[tuple[object, str]]:
+    """Every file `archc build` writes for one network, rendered in memory."""
+    report = net.report()
+    return [(out_dir / f"{net.name}.py", net.source()),
+            (out_dir / f"{net.name}.report.md", report.to_markdown()),
+            (out_dir / f"{net.name}.json", report.to_json())]
+
+
 def cmd_build(args) -> int:
     from pathlib import Path
 
@@ -85,18 +95,85 @@ def cmd_build(args) -> int:
     program = _compile(args)
     out_dir = Path(args.output)
     # render everything before writing anything: a failure leaves existing outputs untouched
-    outputs = [(out_dir / f"{net.name}.py", net.source(), net) for net in program]
-    for path, text, net in outputs:
-        write_atomic(path, text)
-        print(f"wrote {path}  ({net.name}: {_shape(net.input_shape)} → {_shape(net.output_shape)}, "
-              f"{net.params:,} params, {net.macs:,} MACs)")
+    outputs = [(net, build_outputs(net, out_dir)) for net in program]
+    for net, files in outputs:
+        for path, text in files:
+            write_atomic(path, text)
+        print(f"{net.name}: {_shape(net.input_shape)} → {_shape(net.output_shape)}, {net.params:,} params, "
+              f"{net.macs:,} MACs")
+        for path, _ in files:
+            print(f"  wrote {path}")
     return 0
 
 
-def _subcommand(sub, name: str, func, summary: str, description: str, example: str) -> argparse.ArgumentParser:
+def _depth(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("the depth is at least 1 (1: labelled blocks, 2: blocks in a stage, ...)")
+    return value
+
+
+def cmd_report(args) -> int:
+    program = _compile(args)
+    reports = [net.report(args.depth) for net in program]
+    if args.format == "json":
+        data = [r.to_dict() for r in reports]
+        print(json.dumps(data[0] if len(data) == 1 else data, indent=2))
+    elif args.format == "csv":
+        text = "".join(r.to_csv() for r in reports)
+        header = text.split("\n", 1)[0] + "\n"
+        print(header + text.replace(header, ""), end="")
+    elif args.format == "markdown":
+        print("\n".join(r.to_markdown() for r in reports), end="")
+    else:
+        print("\n".join(r.to_text() for r in reports), end="")
+    return 0
+
+
+def _pick(spec: str, network: str | None, overrides, plain: bool):
+    from pathlib import Path
+
+    from archlang.api import compile_file
+
+    path, name = spec, network
+    if ":" in spec and not Path(spec).exists():
+        path, name = spec.rsplit(":", 1)
+    program = compile_file(path, _overrides(overrides) if name else {}, plain=plain, network=name)
+    if len(program) > 1:
+        names = ", ".join(n.name for n in program)
+        raise _Usage(f"{path} has several networks ({names}): pick one with {path}:NAME or --network")
+    net = next(iter(program))
+    if not name and overrides:
+        net = compile_file(path, _overrides(overrides), plain=plain, network=net.name)[net.name]
+    return net, f"{net.name} ({path}{', plain' if plain else ''})"
+
+
+def cmd_diff(args) -> int:
+    from archlang.backends.report import diff_reports, diff_text
+
+    a, label_a = _pick(args.a, args.network, args.overrides, args.plain)
+    b, label_b = _pick(args.b, args.network, args.overrides, args.plain or args.plain_b)
+    ra, rb = a.report(args.depth), b.report(args.depth)
+    if args.json:
+        rows = [{"name": r.name, "changed": r.changed, "a": r.a and r.a.to_dict(), "b": r.b and r.b.to_dict()}
+                for r in diff_reports(ra, rb)]
+        print(json.dumps({"a": label_a, "b": label_b, "depth": args.depth, "rows": rows,
+                          "params": [ra.total.params, rb.total.params], "macs": [ra.total.macs, rb.total.macs]},
+                         indent=2))
+    else:
+        print(diff_text(ra, rb, label_a, label_b, show_all=args.all), end="")
+    return 0
+
+
+def _subcommand(sub, name: str, func, summary: str, description: str, example: str,
+                common: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=summary, description=description, epilog=f"example:\n  {example}",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_common(p)
+    if common:
+        _add_common(p)
     p.set_defaults(func=func)
     return p
 
@@ -118,10 +195,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list of networks")
 
     p = _subcommand(sub, "build", cmd_build, "write a standalone PyTorch module per network",
-                    "Compile FILE and write DIR/<network>.py for each network: a standalone file that "
-                    "imports only torch and holds one nn.Module.",
+                    "Compile FILE and write, for each network, DIR/<network>.py (a standalone file that "
+                    "imports only torch and holds one nn.Module), DIR/<network>.report.md (the cost "
+                    "report, every layer) and DIR/<network>.json (the same report as JSON).",
                     "archc build specs/resnet34.arch -o build/")
     p.add_argument("-o", "--output", default="build", metavar="DIR", help="output folder (default: build/)")
+
+    p = _subcommand(sub, "report", cmd_report, "print parameters, MACs, FLOPs and memory per layer or block",
+                    "Compile FILE and print a static cost report per layer (or rolled up by block with "
+                    "--depth): output shape, parameters, MACs, other elementwise ops and activation memory, "
+                    "with totals and the counting convention. Computed from the IR: torch is not needed.",
+                    "archc report specs/resnet34.arch --depth 1")
+    p.add_argument("--depth", type=_depth, metavar="D",
+                   help="roll layers up into their blocks at this depth (1: labelled blocks; default: every layer)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.set_defaults(format="text")
+    for flag in ("json", "markdown", "csv"):
+        fmt.add_argument(f"--{flag}", dest="format", action="store_const", const=flag,
+                         help=f"print {'one JSON object per network' if flag == 'json' else flag}")
+
+    p = _subcommand(sub, "diff", cmd_diff, "compare two networks block by block (shapes, params, MACs)",
+                    "Compile A and B and print, per block, where their output shapes, parameters and MACs "
+                    "differ. A and B are FILE or FILE:NETWORK.",
+                    "archc diff specs/resnet34_options.arch:resnet34_a specs/resnet34.arch:resnet34",
+                    common=False)
+    p.add_argument("a", metavar="A", help="FILE or FILE:NETWORK")
+    p.add_argument("b", metavar="B", help="FILE or FILE:NETWORK")
+    p.add_argument("--network", "-n", metavar="N", help="the network to take from both files")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter in both networks (repeatable)")
+    p.add_argument("--plain", action="store_true", help="remove every `skip` branch from both")
+    p.add_argument("--plain-b", action="store_true", help="remove every `skip` branch from B only "
+                   "(a network against its plain twin)")
+    p.add_argument("--depth", type=_depth, default=2, metavar="D",
+                   help="compare blocks at this depth (default: 2, the blocks of a stage)")
+    p.add_argument("--all", action="store_true", help="list unchanged blocks too")
+    p.add_argument("--json", action="store_true", help="print the aligned rows as JSON")
     return parser
 
 

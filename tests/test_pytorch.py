@@ -190,7 +190,7 @@ def test_failed_build_leaves_existing_outputs(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert (out / "n.py").read_text() == before
-    assert sorted(p.name for p in out.iterdir()) == ["n.py"]
+    assert sorted(p.name for p in out.iterdir()) == ["n.json", "n.py", "n.report.md"]
 
 
 def test_check_and_build_do_not_import_torch():

@@ -34,6 +34,7 @@ def _hoist(scope: Scope) -> None:
         child = scope.items[0]
         scope.items = child.items
         scope.repeat = scope.repeat or child.repeat
+        scope.def_name = scope.def_name or child.def_name  # what the block is, for reports and diagrams
         for item in scope.items:
             if isinstance(item, Scope):
                 item.parent = scope

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from archlang.compiler.ir import TensorType
+from archlang.compiler.ir import Node, TensorType
 
 
 class ShapeError(Exception):
@@ -50,6 +50,8 @@ class OpSpec:
     macs: Callable[[Attrs, TensorType, TensorType], int] = _zero
     # elementwise work outside the headline (BN, activations, pools, adds): the "other ops" column
     other_ops: Callable[[Attrs, TensorType, TensorType], int] = _zero
+    # how reports and diagrams show one node: `conv3x3 128 /2`; None: the op's name
+    label: Callable[[Attrs], str] | None = None
     doc: str = ""
 
 
@@ -64,6 +66,29 @@ def register(spec: OpSpec) -> OpSpec:
         assert name not in _BY_NAME, name
         _BY_NAME[name] = spec
     return spec
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one node costs at batch 1, by the op's rules."""
+
+    params: int
+    buffers: int
+    macs: int
+    other_ops: int
+
+
+def node_cost(node: Node) -> Cost:
+    spec, a, out = REGISTRY[node.op], node.attrs, node.shape
+    inp = node.in_shapes[0] if node.in_shapes else out
+    return Cost(spec.params(a, inp, out), spec.buffers(a, inp, out), spec.macs(a, inp, out),
+                spec.other_ops(a, inp, out))
+
+
+def describe(op: str, attrs: Attrs) -> str:
+    """The short text reports and diagrams show for a node: `conv3x3 128 /2`, `dense 1000`."""
+    spec = REGISTRY[op]
+    return spec.label(attrs) if spec.label else spec.name.lstrip("_")
 
 
 def lookup(word: str) -> tuple[OpSpec, tuple[int, int] | None] | None:

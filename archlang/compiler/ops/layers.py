@@ -39,6 +39,22 @@ def _conv_infer(a, inp: TensorType) -> TensorType:
     return shape(a["out"], h, w)
 
 
+def _stride_text(stride) -> str:
+    if stride == 1:
+        return ""
+    return f" /{stride[0]}x{stride[1]}" if isinstance(stride, tuple) else f" /{stride}"
+
+
+def _conv_label(a) -> str:
+    kh, kw = a["kernel"]
+    text = f"conv{kh}x{kw} {a['out']}{_stride_text(a['stride'])}"
+    if a["groups"] != 1:
+        text += " dw" if a["groups"] == a["in_c"] == a["out"] else f" groups={a['groups']}"
+    if a["dilation"] != 1:
+        text += f" dilation={a['dilation']}"
+    return text
+
+
 def _conv_weights(a) -> int:
     kh, kw = a["kernel"]
     return a["out"] * (a["in_c"] // a["groups"]) * kh * kw
@@ -53,6 +69,8 @@ register(OpSpec(
            "bias": ("bias", True), "nobias": ("bias", False)},
     params=lambda a, i, o: _conv_weights(a) + (a["out"] if a["bias"] else 0),
     macs=lambda a, i, o: _conv_weights(a) * o.h * o.w,
+    other_ops=lambda a, i, o: o.numel if a["bias"] else 0,  # the bias adds
+    label=_conv_label,
     doc="Conv2d; default width keeps C",
 ))
 
@@ -73,6 +91,8 @@ register(OpSpec(
     flags={"bias": ("bias", True), "nobias": ("bias", False)},
     params=lambda a, i, o: a["in_f"] * a["out"] + (a["out"] if a["bias"] else 0),
     macs=lambda a, i, o: a["in_f"] * a["out"],
+    other_ops=lambda a, i, o: a["out"] if a["bias"] else 0,
+    label=lambda a: f"dense {a['out']}",
     doc="Linear; flattens a CxHxW input first",
 ))
 
@@ -139,6 +159,7 @@ for _pool in ("maxpool", "avgpool"):
         args={"stride": Arg(positive_int), "padding": Arg(padding_value)},
         flags={"same": ("padding", "same"), "valid": ("padding", "valid")},
         other_ops=lambda a, i, o: o.numel * a["kernel"][0] * a["kernel"][1],
+        label=lambda a, _pool=_pool: f"{_pool}{a['kernel'][0]}x{a['kernel'][1]}{_stride_text(a['stride'])}",
         doc="MaxPool2d" if _pool == "maxpool" else "AvgPool2d",
     ))
 
@@ -161,7 +182,7 @@ def _flatten_infer(a, inp: TensorType) -> TensorType:
 register(OpSpec(name="flatten", family="flatten", infer=_flatten_infer, doc="CxHxW → F"))
 
 register(OpSpec(name="dropout", family="dropout", infer=lambda a, inp: inp, positional=("p",),
-                args={"p": Arg(probability, 0.5)}, doc="Dropout"))
+                args={"p": Arg(probability, 0.5)}, label=lambda a: f"dropout {a['p']:g}", doc="Dropout"))
 
 # ---- structural ops the compiler creates (not callable by name) ----
 
@@ -187,5 +208,5 @@ def _pad_infer(a, inp: TensorType) -> TensorType:
     return TensorType(dims=target)
 
 
-register(OpSpec(name="_pad", family="pad", infer=_pad_infer, args={"target": Arg(tuple)},
+register(OpSpec(name="_pad", family="pad", infer=_pad_infer, args={"target": Arg(tuple)}, label=lambda a: "zero-pad",
                 doc="shortcut option A: subsample, then zero-pad channels"))

@@ -1,0 +1,330 @@
+"""IR → the static cost report: parameters, MACs, other ops and activation memory per layer,
+rolled up by block at a chosen depth, as text, Markdown, CSV or JSON; and the per-block
+difference of two networks.  Everything is computed from the IR: no torch, no forward pass."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from archlang.compiler.ir import NetworkIR, Node, Scope
+from archlang.compiler.ops import describe, node_cost
+
+BYTES_PER_ELEMENT = 4  # float32
+VIEWS = ("flatten",)  # ops whose output shares its input's memory
+
+CONVENTION = [
+    "MACs: multiply-accumulates of conv and dense, bias excluded, batch 1 (torchvision's published "
+    "\"GFLOPS\"); FLOPs = 2 × MACs.",
+    "other ops: elementwise work outside the MACs, one per output element and step (bias adds, BN, "
+    "activations, pool windows, residual adds).",
+    "activations: the float32 output of every layer at batch 1 (flatten is a view and takes none); "
+    "params exclude BN running statistics (buffers).",
+]
+
+
+@dataclass
+class Row:
+    """One line of a report: a layer, or a block rolled up at the report's depth."""
+
+    name: str
+    op: str
+    kind: str  # input | layer | block
+    shape: tuple[int, ...]
+    params: int = 0
+    buffers: int = 0
+    macs: int = 0
+    other_ops: int = 0
+    activations: int = 0  # elements
+    ws: bool = False  # an inserted Ws projection, or a block holding one
+    pad: bool = False  # a zero-pad shortcut (option A), or a block holding one
+    layers: int = 0
+
+    @property
+    def marks(self) -> str:
+        return ("  [Ws]" if self.ws else "") + ("  [pad]" if self.pad else "")
+
+    @property
+    def activation_bytes(self) -> int:
+        return self.activations * BYTES_PER_ELEMENT
+
+    def add(self, node: Node) -> None:
+        c = node_cost(node)
+        self.params += c.params
+        self.buffers += c.buffers
+        self.macs += c.macs
+        self.other_ops += c.other_ops
+        if node.op not in VIEWS and node.op != "_input":
+            self.activations += node.shape.numel
+        self.ws = self.ws or (node.role == "ws" and node.op != "_pad")
+        self.pad = self.pad or node.op == "_pad"
+        self.layers += 1
+        self.shape = node.shape.dims
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "op": self.op, "kind": self.kind, "shape": list(self.shape),
+                "params": self.params, "buffers": self.buffers, "macs": self.macs, "other_ops": self.other_ops,
+                "activation_bytes": self.activation_bytes, "ws": self.ws, "pad": self.pad, "layers": self.layers}
+
+
+def _scope_text(scope: Scope, nodes: list[Node]) -> str:
+    if scope.kind == "ws":
+        return "zero-pad shortcut" if any(n.op == "_pad" for n in nodes) else "Ws projection"
+    children = [i for i in scope.items if isinstance(i, Scope)]
+    if children and len(children) == len(scope.items) and all(c.kind == "call" for c in children):
+        defs = {c.def_name for c in children}
+        if len(defs) == 1:
+            return f"{defs.pop()} ×{len(children)}"
+    if scope.def_name:
+        return scope.def_name
+    layers = [n for n in nodes if n.role != "implicit"]
+    if len(layers) <= 4:
+        return " > ".join(describe(n.op, n.attrs) for n in layers)
+    return f"{len(layers)} layers"
+
+
+@dataclass
+class Report:
+    network: str
+    arguments: dict[str, Any]
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    depth: int | None
+    rows: list[Row]
+    total: Row
+    projections: list[str] = field(default_factory=list)
+    pad_shortcuts: list[str] = field(default_factory=list)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.total.macs
+
+    # ---- formats ----
+
+    def to_dict(self) -> dict[str, Any]:
+        t = self.total
+        return {
+            "network": self.network, "arguments": self.arguments,
+            "input_shape": list(self.input_shape), "output_shape": list(self.output_shape),
+            "params": t.params, "buffers": t.buffers, "macs": t.macs, "flops": self.flops,
+            "other_ops": t.other_ops, "activation_bytes": t.activation_bytes,
+            "projections": self.projections, "pad_shortcuts": self.pad_shortcuts, "depth": self.depth,
+            "convention": " ".join(CONVENTION),
+            "layers": [r.to_dict() for r in self.rows],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def _cells(self, row: Row, human: bool) -> list[str]:
+        op = row.op + row.marks
+        if row.kind == "input":
+            return [row.name, op, _shape(row.shape), "", "", "", ""]
+        act = _bytes(row.activation_bytes) if human else str(row.activation_bytes)
+        return [row.name, op, _shape(row.shape), f"{row.params:,}", f"{row.macs:,}", f"{row.other_ops:,}", act]
+
+    HEADER = ["layer", "op", "output", "params", "MACs", "other ops", "activations"]
+
+    def _summary(self) -> list[str]:
+        t = self.total
+        args = ", ".join(f"{k}={v}" for k, v in self.arguments.items())
+        lines = [f"{self.network}{f'({args})' if args else ''}: {_shape(self.input_shape)} → "
+                 f"{_shape(self.output_shape)}",
+                 f"params {t.params:,} ({_si(t.params)})  buffers {t.buffers:,}  MACs {t.macs:,} ({_si(t.macs)})  "
+                 f"FLOPs {self.flops:,} ({_si(self.flops)})",
+                 f"other ops {t.other_ops:,} ({_si(t.other_ops)})  activations {_bytes(t.activation_bytes)} "
+                 f"({t.activation_bytes:,} bytes)"]
+        if self.projections:
+            lines.append(f"Ws projections: {', '.join(self.projections)}")
+        if self.pad_shortcuts:
+            lines.append(f"zero-pad shortcuts: {', '.join(self.pad_shortcuts)}")
+        return lines
+
+    def to_text(self) -> str:
+        body = [self._cells(r, True) for r in self.rows]
+        total = ["total", "", "", f"{self.total.params:,}", f"{self.total.macs:,}", f"{self.total.other_ops:,}",
+                 _bytes(self.total.activation_bytes)]
+        widths = [max(len(r[i]) for r in [self.HEADER, total, *body]) for i in range(len(self.HEADER))]
+        right = {3, 4, 5, 6}
+
+        def line(cells):
+            return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                             for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+        rule = "  ".join("─" * w for w in widths)
+        out = self._summary() + ["", line(self.HEADER), rule] + [line(r) for r in body] + [rule, line(total), ""]
+        out += CONVENTION
+        return "\n".join(out) + "\n"
+
+    def to_markdown(self) -> str:
+        def md(cells):
+            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+        t = self.total
+        out = [f"# {self.network}", ""] + [f"- {line}" for line in self._summary()[1:]] + [
+            f"- input {_shape(self.input_shape)}, output {_shape(self.output_shape)}", "",
+            md(self.HEADER), "| " + " | ".join(["---", "---", "---", "---:", "---:", "---:", "---:"]) + " |"]
+        out += [md([f"`{c[0]}`", *c[1:]]) for c in (self._cells(r, True) for r in self.rows)]
+        out.append(md(["**total**", "", "", f"**{t.params:,}**", f"**{t.macs:,}**", f"**{t.other_ops:,}**",
+                       f"**{_bytes(t.activation_bytes)}**"]))
+        out += [""] + [f"{line}  " for line in CONVENTION]
+        return "\n".join(out).rstrip() + "\n"
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["network", "layer", "op", "kind", "output", "params", "buffers", "macs", "other_ops",
+                    "activation_bytes", "ws", "pad"])
+        for r in [*self.rows, self.total]:
+            w.writerow([self.network, r.name, r.op, r.kind, _shape(r.shape), r.params, r.buffers, r.macs,
+                        r.other_ops, r.activation_bytes, int(r.ws), int(r.pad)])
+        return buf.getvalue()
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+
+def build_report(ir: NetworkIR, depth: int | None = None) -> Report:
+    """Rows in graph order; with `depth`, nodes deeper than it are summed into their block."""
+    if depth is not None and depth < 1:
+        raise ValueError("depth must be at least 1")
+    scopes = {s.path: s for s in ir.root.walk_scopes() if s.path}
+    rows: dict[str, Row] = {}
+    members: dict[str, list[Node]] = {}
+    total = Row("total", "", "total", ir.output.shape.dims)
+    for node in ir.nodes:
+        parts = node.path.split(".")
+        if node.op == "_input":
+            rows["input"] = Row("input", "input", "input", node.shape.dims)
+            continue
+        total.add(node)
+        if depth is not None and len(parts) > depth:
+            key, kind = ".".join(parts[:depth]), "block"
+        else:
+            key, kind = node.path, "layer"
+        if key not in rows:
+            rows[key] = Row(key, describe(node.op, node.attrs) if kind == "layer" else "", kind, node.shape.dims)
+            members[key] = []
+        rows[key].add(node)
+        members[key].append(node)
+    for key, row in rows.items():
+        if row.kind == "block":
+            row.op = _scope_text(scopes[key], members[key]) if key in scopes else f"{row.layers} layers"
+    total.shape = ir.output.shape.dims
+    def blocks(nodes):
+        return list(dict.fromkeys(n.path.rsplit(".", 1)[0] if "." in n.path else "" for n in nodes))
+
+    ws = [n for n in ir.nodes if n.role == "ws"]
+    return Report(ir.name, dict(ir.arguments), ir.input.shape.dims, ir.output.shape.dims, depth,
+                  list(rows.values()), total, blocks(n for n in ws if n.op != "_pad"),
+                  blocks(n for n in ws if n.op == "_pad"))
+
+
+# ---- diff ----
+
+
+@dataclass
+class DiffRow:
+    name: str
+    a: Row | None
+    b: Row | None
+
+    @property
+    def changed(self) -> bool:
+        if self.a is None or self.b is None:
+            return True
+        return (self.a.shape, self.a.params, self.a.macs, self.a.op, self.a.marks) != (
+            self.b.shape, self.b.params, self.b.macs, self.b.op, self.b.marks)
+
+
+def diff_reports(a: Report, b: Report) -> list[DiffRow]:
+    """Rows of two reports aligned by name (difflib keeps their order), unchanged rows included."""
+    names_a, names_b = [r.name for r in a.rows], [r.name for r in b.rows]
+    out: list[DiffRow] = []
+    matcher = difflib.SequenceMatcher(a=names_a, b=names_b, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            out += [DiffRow(names_a[i], a.rows[i], b.rows[j]) for i, j in zip(range(i1, i2), range(j1, j2),
+                                                                                strict=True)]
+            continue
+        out += [DiffRow(names_a[i], a.rows[i], None) for i in range(i1, i2)]
+        out += [DiffRow(names_b[j], None, b.rows[j]) for j in range(j1, j2)]
+    return out
+
+
+def diff_text(a: Report, b: Report, label_a: str, label_b: str, show_all: bool = False) -> str:
+    rows = diff_reports(a, b)
+    shown = [r for r in rows if show_all or r.changed]
+    header = ["block", "op A → B", "output A → B", "params A → B", "Δ params", "MACs A → B", "Δ MACs"]
+    body = []
+    for r in shown:
+        body.append([r.name, _arrow(r.a and _op(r.a), r.b and _op(r.b)),
+                     _arrow(r.a and _shape(r.a.shape), r.b and _shape(r.b.shape)),
+                     _arrow(r.a and f"{r.a.params:,}", r.b and f"{r.b.params:,}"),
+                     _delta(r.a and r.a.params, r.b and r.b.params),
+                     _arrow(r.a and f"{r.a.macs:,}", r.b and f"{r.b.macs:,}"),
+                     _delta(r.a and r.a.macs, r.b and r.b.macs)])
+    ta, tb = a.total, b.total
+    total = ["total", "", _arrow(_shape(a.output_shape), _shape(b.output_shape)),
+             _arrow(f"{ta.params:,}", f"{tb.params:,}"), _delta(ta.params, tb.params),
+             _arrow(f"{ta.macs:,}", f"{tb.macs:,}"), _delta(ta.macs, tb.macs)]
+    widths = [max(len(r[i]) for r in [header, total, *body]) for i in range(len(header))]
+    right = {3, 4, 5, 6}
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    rule = "  ".join("─" * w for w in widths)
+    same = sum(1 for r in rows if not r.changed)
+    depth = f"depth {a.depth}" if a.depth else "every layer"
+    out = [f"A: {label_a}", f"B: {label_b}", f"{len(rows) - same} of {len(rows)} rows differ ({depth})", ""]
+    if body:
+        out += [line(header), rule] + [line(r) for r in body] + [rule]
+    out.append(line(total))
+    return "\n".join(out) + "\n"
+
+
+def _op(row: Row) -> str:
+    return row.op + row.marks.replace("  ", " ")
+
+
+def _arrow(a: str | None, b: str | None) -> str:
+    if a is None:
+        return f"— → {b}"
+    if b is None:
+        return f"{a} → —"
+    return a if a == b else f"{a} → {b}"
+
+
+def _delta(a: int | None, b: int | None) -> str:
+    d = (b or 0) - (a or 0)
+    return "" if d == 0 else f"{d:+,}"
+
+
+# ---- number formats ----
+
+
+def _shape(dims) -> str:
+    return "x".join(str(d) for d in dims)
+
+
+def _si(n: int) -> str:
+    for unit, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return str(n)
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"

@@ -1,0 +1,167 @@
+"""The static cost report and `archc diff`: exact totals for every spec, per-layer figures a
+reader can check by hand, roll-ups that add up, golden files for each format, and no torch."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+import archlang
+from tests.conftest import ROOT, SPECS
+from tests.test_specs import REFERENCE
+
+GOLDEN = ROOT / "tests" / "golden" / "report"
+
+
+def archc(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "archlang", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("file,network,inp,out,params,macs,ws", REFERENCE, ids=[r[1] for r in REFERENCE])
+def test_report_totals_match_reference(file, network, inp, out, params, macs, ws):
+    net = archlang.compile_file(SPECS / file)[network]
+    data = net.report().to_dict()
+    assert (data["params"], data["macs"], data["flops"]) == (params, macs, 2 * macs)
+    assert (tuple(data["input_shape"]), tuple(data["output_shape"])) == (inp, out)
+    layers = data["layers"]
+    assert sum(row["params"] for row in layers) == params
+    assert sum(row["macs"] for row in layers) == macs
+    assert data["projections"] + data["pad_shortcuts"] == ws
+
+
+@pytest.mark.parametrize("file,network", [(r[0], r[1]) for r in REFERENCE if r[1] in
+                                          ("resnet34", "resnet50", "googlenet", "resnet34_c", "dense_residual")])
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_rolled_up_rows_add_up_to_the_totals(file, network, depth):
+    net = archlang.compile_file(SPECS / file)[network]
+    full, rolled = net.report(), net.report(depth)
+    for key in ("params", "buffers", "macs", "other_ops", "activation_bytes"):
+        assert sum(getattr(r, key) for r in rolled.rows) == getattr(full.total, key)
+    assert all(len(r.name.split(".")) <= depth for r in rolled.rows)
+    assert rolled.rows[-1].shape == net.output_shape
+
+
+def test_lenet5_figures_by_hand():
+    net = archlang.compile_file(SPECS / "lenet5.arch")["lenet5"]
+    rows = {r.name: r for r in net.report().rows}
+    # conv5x5 6 on 1x32x32: 6*1*25 weights + 6 biases; 150 MACs per output pixel, 28*28 pixels
+    assert (rows["c1.conv"].params, rows["c1.conv"].macs, rows["c1.conv"].other_ops) == (156, 150 * 784, 6 * 784)
+    assert rows["s2"].other_ops == 6 * 14 * 14 * 4  # each output reads a 2x2 window
+    assert rows["f5.flatten"].activation_bytes == 0
+    outputs = [6 * 28 * 28, 6 * 28 * 28, 6 * 14 * 14, 16 * 10 * 10, 16 * 10 * 10, 16 * 5 * 5, 120, 120, 84, 84, 10]
+    assert net.report().total.activation_bytes == 4 * sum(outputs) == net.activation_bytes == 58_408
+    assert net.other_ops == net.report().total.other_ops
+
+
+def test_other_ops_stay_out_of_the_headline():
+    src = "network n:\n    input 4x8x8\n    conv3x3 8 same > bn > relu | skip\n"
+    report = archlang.compile(src, "t.arch")["n"].report()
+    rows = {r.name: r for r in report.rows}
+    assert rows["conv"].macs == 8 * 4 * 9 * 64 and rows["conv"].other_ops == 0  # no bias before a BN
+    assert rows["bn"].other_ops == rows["relu"].other_ops == rows["add"].other_ops == 8 * 64
+    assert rows["ws.conv"].ws and rows["ws.conv"].macs == 8 * 4 * 64
+    assert report.total.macs == 8 * 4 * 9 * 64 + 8 * 4 * 64
+    assert report.to_dict()["macs"] == report.total.macs
+
+
+def test_block_rows_describe_what_they_hold():
+    report = archlang.compile_file(SPECS / "resnet34.arch")["resnet34"].report(1)
+    ops = {r.name: (r.op, r.ws) for r in report.rows}
+    assert ops["stem"] == ("conv7x7 64 /2 > bn > relu > maxpool3x3 /2", False)
+    assert ops["layer1"] == ("basic ×3", False) and ops["layer2"] == ("basic ×4", True)
+    assert ops["head"] == ("gap > dense 1000", False)
+    report = archlang.compile_file(SPECS / "googlenet.arch")["googlenet"].report(1)
+    assert {r.name: r.op for r in report.rows}["inception4a"] == "inception"
+
+
+def test_golden_text(golden):
+    report = archlang.compile_file(SPECS / "resnet34.arch")["resnet34"].report(1)
+    golden(GOLDEN / "resnet34.depth1.txt", report.to_text())
+
+
+def test_golden_markdown(golden):
+    report = archlang.compile_file(SPECS / "inception.arch")["inception3a"].report()
+    golden(GOLDEN / "inception3a.md", report.to_markdown())
+
+
+def test_golden_csv(golden):
+    text = archlang.compile_file(SPECS / "lenet5.arch")["lenet5"].report().to_csv()
+    golden(GOLDEN / "lenet5.csv", text)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows[-1]["layer"] == "total" and int(rows[-1]["macs"]) == 416_520
+
+
+def test_golden_json(golden):
+    text = archlang.compile_file(SPECS / "dense_residual.arch")["dense_residual"].report().to_json()
+    golden(GOLDEN / "dense_residual.json", text)
+    data = json.loads(text)
+    assert {"network", "input_shape", "output_shape", "params", "buffers", "macs", "flops", "activation_bytes",
+            "layers"} <= set(data)
+    assert [row["name"] for row in data["layers"] if row["ws"]] == ["ws.fc"] and data["projections"] == ["ws"]
+
+
+def test_golden_diff(golden):
+    proc = archc("diff", "specs/resnet34_options.arch:resnet34_a", "specs/resnet34.arch")
+    assert proc.returncode == 0, proc.stderr
+    golden(GOLDEN / "diff_resnet34_a_b.txt", proc.stdout)
+
+
+def test_diff_against_the_plain_twin():
+    proc = archc("diff", "specs/resnet34.arch", "specs/resnet34.arch", "--plain-b", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["params"] == [21_797_672, 21_623_848]
+    changed = [r["name"] for r in data["rows"] if r["changed"]]
+    assert changed == ["layer2.0", "layer3.0", "layer4.0"]
+    row = next(r for r in data["rows"] if r["name"] == "layer2.0")
+    assert row["a"]["params"] - row["b"]["params"] == 64 * 128 + 2 * 128  # the Ws conv and its BN
+
+
+def test_diff_aligns_different_depths_of_network():
+    proc = archc("diff", "specs/resnets.arch:resnet18", "specs/resnet34.arch", "--depth", "2", "--json")
+    data = json.loads(proc.stdout)
+    only_b = [r["name"] for r in data["rows"] if r["a"] is None]
+    assert only_b == ["layer1.2", "layer2.2", "layer2.3", "layer3.2", "layer3.3", "layer3.4", "layer3.5", "layer4.2"]
+
+
+def test_diff_needs_a_network_when_a_file_has_several():
+    proc = archc("diff", "specs/resnets.arch", "specs/resnet34.arch")
+    assert proc.returncode == 2
+    assert "several networks (resnet18, resnet50, resnet152)" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_report_cli_formats_and_depth():
+    text = archc("report", "specs/resnet34.arch", "--depth", "1")
+    assert text.returncode == 0 and "basic ×4  [Ws]" in text.stdout and "FLOPs = 2 × MACs" in text.stdout
+    several = archc("report", "specs/inception.arch", "--json")
+    assert [d["network"] for d in json.loads(several.stdout)] == ["inception3a", "inception_naive"]
+    table = archc("report", "specs/inception.arch", "--csv").stdout.splitlines()
+    assert table[0].startswith("network,") and sum(1 for line in table if line.startswith("network,")) == 1
+    bad = archc("report", "specs/resnet34.arch", "--depth", "0")
+    assert bad.returncode == 2 and "depth is at least 1" in bad.stderr
+    both = archc("report", "specs/resnet34.arch", "--json", "--csv")
+    assert both.returncode == 2
+
+
+def test_report_works_without_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
+            "from archlang.cli import main\n"
+            "assert main(['report', 'specs/resnet34.arch', '--json']) == 0\n"
+            "assert main(['diff', 'specs/resnet34.arch', 'specs/resnet34.arch', '--plain-b']) == 0\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert '"macs": 3663761408' in proc.stdout
+
+
+def test_build_writes_the_report(tmp_path):
+    proc = archc("build", "specs/lenet5.arch", "-o", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "lenet5.json").read_text())["macs"] == 416_520
+    md = (tmp_path / "lenet5.report.md").read_text()
+    assert md.startswith("# lenet5") and "| `c1.conv` | conv5x5 6 | 6x28x28 | 156 | 117,600 |" in md
