@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test fuzz bench graphviz lint clean
+.PHONY: demo test fuzz bench graphviz lint clean docs-images
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ demo: $(STAMP) graphviz
 
 test: $(STAMP) graphviz
 	$(VENV)/bin/pytest
+
+# the diagrams embedded in the README
+docs-images: $(STAMP) graphviz
+	$(VENV)/bin/archc render specs/resnet34.arch --depth 1 -o docs/images/resnet34.d1.svg
+	$(VENV)/bin/archc render specs/resnet34.arch --depth 2 -o docs/images/resnet34.d2.svg
+	$(VENV)/bin/archc render specs/inception.arch -n inception3a --depth all -o docs/images/inception3a.svg
+	$(VENV)/bin/archc render specs/dense_residual.arch -n dense_residual --depth all -o docs/images/dense_residual.svg
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check archlang tests

@@ -107,6 +107,27 @@ class Network:
 
         return build_report(self.ir, depth)
 
+    def dot(self, depth: int | None = 2) -> str:
+        """The diagram as DOT text: blocks deeper than `depth` collapsed (None: every layer)."""
+        from archlang.backends.diagram import build_dot
+
+        return build_dot(self.ir, depth)
+
+    def render(self, fmt: str = "svg", depth: int | None = 2) -> bytes:
+        """The diagram rendered by graphviz's `dot` (svg, png or pdf)."""
+        from archlang.backends.diagram import render
+
+        return render(self.dot(depth), fmt)
+
+    def _repr_svg_(self) -> str | None:
+        """Notebooks show a compiled network as its diagram (nothing when `dot` is missing)."""
+        from archlang.backends.diagram import RenderError
+
+        try:
+            return self.render("svg").decode("utf-8")
+        except RenderError:
+            return None
+
     def source(self) -> str:
         """The standalone PyTorch file for this network (what `archc build` writes)."""
         from archlang import __version__

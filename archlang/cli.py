@@ -79,12 +79,21 @@ def cmd_check(args) -> int:
     return 0
 
 
-def build_outputs(net, out_dir) -> list[tuple[object, str]]:
-    """Every file `archc build` writes for one network, rendered in memory."""
+def build_outputs(net, out_dir) -> list[tuple[object, str | bytes]]:
+    """Every file `archc build` writes for one network, rendered in memory.  Without graphviz's
+    `dot` the diagram is left out with a warning: the module and report do not need it."""
+    from archlang.backends.diagram import RenderError
+
     report = net.report()
-    return [(out_dir / f"{net.name}.py", net.source()),
-            (out_dir / f"{net.name}.report.md", report.to_markdown()),
-            (out_dir / f"{net.name}.json", report.to_json())]
+    files: list[tuple[object, str | bytes]] = [
+        (out_dir / f"{net.name}.py", net.source()),
+        (out_dir / f"{net.name}.report.md", report.to_markdown()),
+        (out_dir / f"{net.name}.json", report.to_json())]
+    try:
+        files.append((out_dir / f"{net.name}.svg", net.render("svg")))
+    except RenderError as err:
+        print(f"archc: warning: {out_dir / net.name}.svg not written: {err}", file=sys.stderr)
+    return files
 
 
 def cmd_build(args) -> int:
@@ -103,6 +112,42 @@ def cmd_build(args) -> int:
               f"{net.macs:,} MACs")
         for path, _ in files:
             print(f"  wrote {path}")
+    return 0
+
+
+def _depth_or_all(text: str) -> int | None:
+    return None if text == "all" else _depth(text)
+
+
+def cmd_render(args) -> int:
+    from pathlib import Path
+
+    from archlang.backends.diagram import RenderError
+    from archlang.backends.files import write_atomic
+
+    program = _compile(args)
+    nets = list(program)
+    target = Path(args.output) if args.output and args.output != "-" else None
+    into_dir = target is not None and (target.is_dir() or args.output.endswith(("/", "\\")))
+    if len(nets) > 1 and args.output and not into_dir:
+        raise _Usage(f"{args.file} has {len(nets)} networks: -o must be a folder, or pick one with --network")
+    outputs = []
+    try:
+        for net in nets:
+            data = net.dot(args.depth) if args.format == "dot" else net.render(args.format, args.depth)
+            name = f"{net.name}.{args.format}"
+            path = None if args.output == "-" else (target / name if into_dir else target or Path(name))
+            outputs.append((path, data))
+    except RenderError as err:
+        print(f"archc: error: {err}", file=sys.stderr)
+        return 1
+    for path, data in outputs:
+        if path is None:
+            text = data if isinstance(data, str) else data.decode("utf-8", errors="replace")
+            sys.stdout.write(text)
+        else:
+            write_atomic(path, data)
+            print(f"wrote {path}")
     return 0
 
 
@@ -213,6 +258,19 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("json", "markdown", "csv"):
         fmt.add_argument(f"--{flag}", dest="format", action="store_const", const=flag,
                          help=f"print {'one JSON object per network' if flag == 'json' else flag}")
+
+    p = _subcommand(sub, "render", cmd_render, "draw each network as a diagram (svg, png, pdf or DOT)",
+                    "Compile FILE and draw each network with graphviz: blocks above --depth are frames, "
+                    "blocks at it single nodes (a run of identical blocks one node with a ×N badge), "
+                    "inserted Ws projections dashed in orange, tensor shapes on the edges. svg, png and "
+                    "pdf need graphviz's `dot` program; -f dot does not.",
+                    "archc render specs/resnet34.arch -f png --depth 1 -o resnet34.png")
+    p.add_argument("-f", "--format", choices=("svg", "png", "pdf", "dot"), default="svg",
+                   help="output format (default: svg)")
+    p.add_argument("-o", "--output", metavar="PATH",
+                   help="output file, or folder for several networks; - for stdout (default: ./<network>.<format>)")
+    p.add_argument("--depth", type=_depth_or_all, default=2, metavar="D",
+                   help="draw blocks down to this depth; `all` draws every layer (default: 2)")
 
     p = _subcommand(sub, "diff", cmd_diff, "compare two networks block by block (shapes, params, MACs)",
                     "Compile A and B and print, per block, where their output shapes, parameters and MACs "

@@ -190,12 +190,14 @@ def test_failed_build_leaves_existing_outputs(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert (out / "n.py").read_text() == before
-    assert sorted(p.name for p in out.iterdir()) == ["n.json", "n.py", "n.report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["n.json", "n.py", "n.report.md", "n.svg"]
 
 
-def test_check_and_build_do_not_import_torch():
+def test_check_build_report_render_do_not_import_torch():
     code = ("import sys, archlang.cli as c; rc = c.main(['build', 'specs/lenet5.arch', '-o', '{out}']);"
-            "c.main(['check', 'specs/lenet5.arch']); assert 'torch' not in sys.modules, 'torch imported'")
+            "c.main(['check', 'specs/lenet5.arch']); c.main(['report', 'specs/lenet5.arch']);"
+            "c.main(['render', 'specs/lenet5.arch', '-o', '{out}/x.svg']);"
+            "assert 'torch' not in sys.modules, 'torch imported'")
     import tempfile
 
     with tempfile.TemporaryDirectory() as out:

@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from archlang.compiler.ir import NetworkIR, Node, Scope
+from archlang.backends.describe import describe_block
+from archlang.compiler.ir import NetworkIR, Node
 from archlang.compiler.ops import describe, node_cost
 
 BYTES_PER_ELEMENT = 4  # float32
@@ -69,22 +70,6 @@ class Row:
         return {"name": self.name, "op": self.op, "kind": self.kind, "shape": list(self.shape),
                 "params": self.params, "buffers": self.buffers, "macs": self.macs, "other_ops": self.other_ops,
                 "activation_bytes": self.activation_bytes, "ws": self.ws, "pad": self.pad, "layers": self.layers}
-
-
-def _scope_text(scope: Scope, nodes: list[Node]) -> str:
-    if scope.kind == "ws":
-        return "zero-pad shortcut" if any(n.op == "_pad" for n in nodes) else "Ws projection"
-    children = [i for i in scope.items if isinstance(i, Scope)]
-    if children and len(children) == len(scope.items) and all(c.kind == "call" for c in children):
-        defs = {c.def_name for c in children}
-        if len(defs) == 1:
-            return f"{defs.pop()} ×{len(children)}"
-    if scope.def_name:
-        return scope.def_name
-    layers = [n for n in nodes if n.role != "implicit"]
-    if len(layers) <= 4:
-        return " > ".join(describe(n.op, n.attrs) for n in layers)
-    return f"{len(layers)} layers"
 
 
 @dataclass
@@ -197,7 +182,6 @@ def build_report(ir: NetworkIR, depth: int | None = None) -> Report:
         raise ValueError("depth must be at least 1")
     scopes = {s.path: s for s in ir.root.walk_scopes() if s.path}
     rows: dict[str, Row] = {}
-    members: dict[str, list[Node]] = {}
     total = Row("total", "", "total", ir.output.shape.dims)
     for node in ir.nodes:
         parts = node.path.split(".")
@@ -211,12 +195,10 @@ def build_report(ir: NetworkIR, depth: int | None = None) -> Report:
             key, kind = node.path, "layer"
         if key not in rows:
             rows[key] = Row(key, describe(node.op, node.attrs) if kind == "layer" else "", kind, node.shape.dims)
-            members[key] = []
         rows[key].add(node)
-        members[key].append(node)
     for key, row in rows.items():
         if row.kind == "block":
-            row.op = _scope_text(scopes[key], members[key]) if key in scopes else f"{row.layers} layers"
+            row.op = describe_block(scopes[key]) if key in scopes else f"{row.layers} layers"
     total.shape = ir.output.shape.dims
     def blocks(nodes):
         return list(dict.fromkeys(n.path.rsplit(".", 1)[0] if "." in n.path else "" for n in nodes))

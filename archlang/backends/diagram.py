@@ -1,0 +1,248 @@
+"""IR → a graphviz diagram: DOT text built with the `graphviz` package, rendered by `dot`.
+
+Blocks above the chosen depth are clusters; blocks at the depth are single nodes, and a run
+of identical sibling blocks (a repeated stage) becomes one node with a ×N badge.  Inserted
+Ws projections and zero-pad shortcuts are drawn dashed in orange, with a legend.  Merges
+are small round nodes; edges carry the tensor shape.  The same IR gives the same DOT."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+import graphviz
+
+from archlang.backends.describe import describe_block
+from archlang.compiler.ir import NetworkIR, Node, Scope
+from archlang.compiler.ops import REGISTRY, describe, node_cost
+
+DEFAULT_DEPTH = 2
+FONT = "Helvetica"
+WS_COLOUR = "#d9822b"
+FILL = {  # by op family: muted colours that print well
+    "conv": "#dbe8f6", "fc": "#e6def5", "bn": "#eeeeee", "lrn": "#eeeeee", "maxpool": "#fbe3d6",
+    "avgpool": "#fbe3d6", "gap": "#fbe3d6", "dropout": "#f5f5f5", "flatten": "#f5f5f5",
+    "relu": "#e1f0dc", "relu6": "#e1f0dc", "tanh": "#e1f0dc", "sigmoid": "#e1f0dc", "gelu": "#e1f0dc",
+    "silu": "#e1f0dc", "softmax": "#e1f0dc",
+}
+BLOCK_FILL = "#f4f7fb"
+LEGEND_WS = (f'<tr><td border="1" style="dashed" color="{WS_COLOUR}" bgcolor="#fdf0e2">  Ws  </td>'
+             f'<td align="left">inserted shortcut: projection or zero-pad</td></tr>')
+LEGEND_ADD = '<tr><td>+</td><td align="left">residual sum</td></tr>'
+
+
+class RenderError(Exception):
+    """The `dot` binary is missing or failed; the message says what to do."""
+
+
+@dataclass
+class _Box:
+    """One drawn node: a layer, or a block (or run of identical blocks) shown collapsed."""
+
+    key: str
+    nodes: list[Node] = field(default_factory=list)
+    scopes: list[Scope] = field(default_factory=list)  # empty for a single layer
+    parents: list[Scope] = field(default_factory=list)  # the clusters it sits in, outermost first
+
+
+def _fmt(dims) -> str:
+    return "×".join(str(d) for d in dims)
+
+
+def _signature(scope: Scope) -> tuple:
+    """Blocks with the same signature compute the same thing on the same shapes."""
+    return tuple((describe(n.op, n.attrs), n.role, tuple(s.dims for s in n.in_shapes), n.shape.dims)
+                 for n in scope.walk_nodes())
+
+
+def _scope_of(node: Node, root: Scope) -> list[Scope]:
+    chain = []
+    scope = node.scope
+    while scope is not None and scope is not root:
+        chain.append(scope)
+        scope = scope.parent
+    return chain[::-1]
+
+
+def _layout(ir: NetworkIR, depth: int | None) -> tuple[list[_Box], dict[int, _Box]]:
+    """Which box draws each IR node, in graph order."""
+    runs: dict[int, str] = {}  # id(scope) → key of the run it belongs to
+    if depth is not None:
+        for scope in ir.root.walk_scopes():
+            level = 0 if scope is ir.root else len(scope.path.split("."))
+            if level != depth - 1:
+                continue
+            previous = None
+            for item in scope.items:
+                if not isinstance(item, Scope):
+                    previous = None
+                    continue
+                sig = _signature(item)
+                if previous is not None and previous[0] == sig:
+                    runs[id(item)] = previous[1]
+                else:
+                    previous = (sig, item.path)
+                    runs[id(item)] = item.path
+    boxes: dict[str, _Box] = {}
+    of_node: dict[int, _Box] = {}
+    for node in ir.nodes:
+        if node.role == "implicit" and node.inputs:  # an inserted flatten is drawn as part of its input
+            of_node[node.id] = of_node[node.inputs[0]]
+            continue
+        chain = _scope_of(node, ir.root) if node.op != "_input" else []
+        # a Ws scope of one node needs no frame of its own
+        chain = [s for s in chain if not (s.kind == "ws" and len(s.items) == 1)]
+        if depth is not None and len(chain) >= depth:
+            collapsed = chain[depth - 1]
+            key = "block:" + runs.get(id(collapsed), collapsed.path)
+            box = boxes.setdefault(key, _Box(key, parents=chain[:depth - 1]))
+            if collapsed not in box.scopes:
+                box.scopes.append(collapsed)
+        else:
+            key = f"node:{node.id}"
+            box = boxes.setdefault(key, _Box(key, parents=chain))
+        box.nodes.append(node)
+        of_node[node.id] = box
+    return list(boxes.values()), of_node
+
+
+def _html(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def _block_label(box: _Box) -> str:
+    first, n = box.scopes[0], len(box.scopes)
+    leaf = first.path.rsplit(".", 1)[-1]
+    name = leaf if not leaf.isdigit() else first.path  # inside its cluster, `branch2` says enough
+    if n > 1:
+        name += f" – {box.scopes[-1].path.rsplit('.', 1)[-1]}"
+    if first.kind == "ws":
+        kind = "zero-pad shortcut" if any(x.op == "_pad" for x in box.nodes) else "Ws"
+        what = " > ".join(describe(x.op, x.attrs) for x in box.nodes)
+        return f'<<b>{_html(kind)}</b><br/><font point-size="10">{_html(what)}</font>>'
+    what = describe_block(first)
+    params = sum(node_cost(x).params for x in box.nodes)
+    badge = f' <font color="{WS_COLOUR}"><b>×{n}</b></font>' if n > 1 else ""
+    extra = []
+    if any(x.role == "ws" and x.op != "_pad" for x in box.nodes):
+        extra.append(f'<font color="{WS_COLOUR}">+Ws</font>')
+    if any(x.op == "_pad" for x in box.nodes):
+        extra.append(f'<font color="{WS_COLOUR}">+zero-pad</font>')
+    stats = f"{_short(params)} params" + "".join(f" {e}" for e in extra)
+    return (f'<<b>{_html(name)}</b>{badge}<br/>{_html(what)}<br/>'
+            f'<font point-size="9" color="#555555">{stats}</font>>')
+
+
+def _short(n: int) -> str:
+    for unit, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
+def _node_attrs(box: _Box) -> dict[str, str]:
+    if box.scopes:
+        ws = box.scopes[0].kind == "ws"
+        attrs = {"label": _block_label(box), "shape": "box", "style": "rounded,filled" + (",dashed" if ws else ""),
+                 "fillcolor": "#fdf0e2" if ws else BLOCK_FILL}
+        if ws:
+            attrs["color"] = WS_COLOUR
+        return attrs
+    node = box.nodes[0]
+    if node.op == "_input":
+        return {"label": f"input {_fmt(node.shape.dims)}", "shape": "oval", "style": "filled",
+                "fillcolor": "white"}
+    if node.op == "_add":
+        return {"label": "+", "shape": "circle", "width": "0.3", "fixedsize": "true", "fontsize": "14"}
+    if node.op == "_concat":
+        return {"label": "concat", "shape": "box", "style": "rounded", "height": "0.25", "fontsize": "10"}
+    text = describe(node.op, node.attrs)
+    if node.role == "ws":
+        attrs = {"label": f"<<b>Ws</b> {_html(text)}>" if node.op != "_pad" else "zero-pad shortcut", "shape": "box",
+                 "style": "filled,dashed", "color": WS_COLOUR, "fillcolor": "#fdf0e2"}
+        return attrs
+    return {"label": text, "shape": "box", "style": "filled",
+            "fillcolor": FILL.get(REGISTRY[node.op].family, "white")}
+
+
+def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
+    """The DOT text of the diagram; `depth=None` draws every layer."""
+    if depth is not None and depth < 1:
+        raise ValueError("depth must be at least 1")
+    boxes, of_node = _layout(ir, depth)
+    ids = {box.key: f"n{i}" for i, box in enumerate(boxes)}
+    g = graphviz.Digraph(ir.name, graph_attr={
+        "rankdir": "TB", "fontname": FONT, "nodesep": "0.25", "ranksep": "0.3", "labelloc": "t",
+        "label": f"{ir.name}: {_fmt(ir.input.shape.dims)} → {_fmt(ir.output.shape.dims)}", "fontsize": "16"},
+        node_attr={"fontname": FONT, "fontsize": "11", "height": "0.3", "margin": "0.12,0.04"},
+        edge_attr={"fontname": FONT, "fontsize": "9", "color": "#444444", "arrowsize": "0.6"})
+
+    # clusters: a tree of the scopes boxes sit in, emitted in order of first use
+    tree: dict[int, list] = {}
+    order: list[tuple[Scope | None, object]] = []
+    scope_by_id: dict[int, Scope] = {}
+    for box in boxes:
+        parent_key = None
+        for scope in box.parents:
+            if id(scope) not in tree:
+                tree[id(scope)] = []
+                scope_by_id[id(scope)] = scope
+                (tree[parent_key] if parent_key is not None else order).append(("scope", scope))
+            parent_key = id(scope)
+        (tree[parent_key] if parent_key is not None else order).append(("box", box))
+
+    def emit(graph, items) -> None:
+        for kind, item in items:
+            if kind == "box":
+                graph.node(ids[item.key], **_node_attrs(item))
+                continue
+            scope = item
+            ws = scope.kind == "ws"
+            with graph.subgraph(name=f"cluster_{ids_for_scope(scope)}") as sub:
+                name = scope.path.rsplit(".", 1)[-1]
+                label = "Ws" if ws else "" if scope.kind == "branch" else scope.path if name.isdigit() else name
+                sub.attr(label=label, style="rounded,dashed" if ws else "rounded,filled",
+                         color=WS_COLOUR if ws else "#b8c4d6", fillcolor="white" if ws else BLOCK_FILL,
+                         fontsize="11", labeljust="l", fontcolor=WS_COLOUR if ws else "#333333")
+                emit(sub, tree[id(scope)])
+
+    scope_ids: dict[int, int] = {}
+
+    def ids_for_scope(scope: Scope) -> int:
+        return scope_ids.setdefault(id(scope), len(scope_ids))
+
+    emit(g, order)
+    out_id = "output"
+    g.node(out_id, f"output {_fmt(ir.output.shape.dims)}", shape="oval")
+
+    seen = set()
+    for node in ir.nodes:
+        for src in node.inputs:
+            a, b = ids[of_node[src].key], ids[of_node[node.id].key]
+            if a == b or (a, b) in seen:
+                continue
+            seen.add((a, b))
+            shortcut = node.role == "ws" or ir.nodes[src].role == "ws"
+            g.edge(a, b, label=" " + _fmt(ir.nodes[src].shape.dims),
+                   **({"style": "dashed", "color": WS_COLOUR} if shortcut else {}))
+    g.edge(ids[of_node[ir.output.id].key], out_id, label=" " + _fmt(ir.output.shape.dims))
+
+    if any(n.role == "ws" for n in ir.nodes):
+        sums = any(not box.scopes and box.nodes[0].op == "_add" for box in boxes)
+        rows = LEGEND_WS + (LEGEND_ADD if sums else "")
+        g.node("legend", label=f'<<table border="0" cellborder="0" cellspacing="2" cellpadding="2">{rows}</table>>',
+               shape="plaintext", fontsize="9")
+        g.edge(out_id, "legend", style="invis")
+    return g.source
+
+
+def render(dot_source: str, fmt: str) -> bytes:
+    """DOT → svg/png/pdf bytes through graphviz's `dot`."""
+    try:
+        return graphviz.Source(dot_source).pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        raise RenderError("rendering needs graphviz's `dot` program, which is not installed "
+                          "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz); "
+                          "-f dot writes the DOT text without it") from None
+    except graphviz.CalledProcessError as err:  # pragma: no cover - dot rejecting our own DOT is a bug
+        raise RenderError(f"dot failed: {err.stderr.decode(errors='replace').strip()}") from None

@@ -1,0 +1,126 @@
+"""Diagrams: golden DOT for small networks, depth and run collapsing, Ws drawn apart, and real
+renders through graphviz's `dot` (well-formed SVG carrying the expected labels, PNG bytes)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+import archlang
+from tests.conftest import ROOT, SPECS
+
+GOLDEN = ROOT / "tests" / "golden" / "dot"
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is not installed")
+
+
+def net(file: str, name: str):
+    return archlang.compile_file(SPECS / file)[name]
+
+
+def nodes_of(dot: str) -> dict[str, str]:
+    """node id → its attribute text, for the nodes (not edges) of a DOT file."""
+    return dict(re.findall(r"^\s*(n\d+|output) \[(.*)\]$", dot, flags=re.M))
+
+
+@pytest.mark.parametrize("file,name,depth", [
+    ("dense_residual.arch", "dense_residual", None),
+    ("dense_residual.arch", "dense_residual_pad", None),
+    ("inception.arch", "inception3a", None),
+    ("resnet34.arch", "resnet34", 1),
+    ("resnet34.arch", "resnet34", 2),
+    ("lenet5.arch", "lenet5", 2),
+], ids=["dense_residual", "dense_residual_pad", "inception3a", "resnet34-d1", "resnet34-d2", "lenet5"])
+def test_golden_dot(golden, file, name, depth):
+    dot = net(file, name).dot(depth)
+    golden(GOLDEN / f"{name}{'' if depth is None else f'.d{depth}'}.dot", dot)
+    assert dot == net(file, name).dot(depth)  # deterministic
+
+
+def test_every_layer_is_drawn_at_full_depth():
+    n = net("resnet34.arch", "resnet34")
+    dot = n.dot(None)
+    drawn = nodes_of(dot)
+    layers = [x for x in n.nodes if x.role != "implicit"]
+    assert len(drawn) == len(layers) + 1  # + the output node
+    assert sum(1 for attrs in drawn.values() if 'label="+"' in attrs) == sum(1 for x in n.nodes if x.op == "_add")
+    ws = [attrs for attrs in drawn.values() if "<b>Ws</b>" in attrs]
+    assert len(ws) == 6 and all("dashed" in attrs and "#d9822b" in attrs for attrs in ws)  # 3 convs + 3 BNs
+    assert dot.count("subgraph cluster_") == 1 + 4 + 16 + 3 + 1  # stem, layers, blocks, Ws frames, head
+
+
+def test_repeated_blocks_collapse_with_a_badge():
+    n = net("resnets.arch", "resnet152")
+    deep = n.dot(2)
+    assert len(nodes_of(deep)) < 20
+    assert "<b>layer3.1 – 35</b>" in deep and "<b>×35</b>" in deep
+    shallow = n.dot(1)
+    assert "bottleneck ×36" in shallow and "subgraph cluster_" not in shallow
+    assert "+Ws" in shallow  # a collapsed block still says it holds a projection
+
+
+def test_edges_carry_shapes_and_shortcuts_are_dashed():
+    dot = net("resnet34_options.arch", "resnet34_a").dot(3)
+    assert re.search(r'-> n\d+ \[label=" 128×28×28"', dot)
+    pad = [attrs for attrs in nodes_of(dot).values() if "zero-pad shortcut" in attrs]
+    assert len(pad) == 3 and all("dashed" in attrs for attrs in pad)
+    assert re.search(r'\[label=" 64×56×56" color="#d9822b" style=dashed\]', dot)
+
+
+def test_legend_only_when_something_was_inserted():
+    assert "legend" in net("resnet34.arch", "resnet34").dot() and "legend" not in net("lenet5.arch", "lenet5").dot()
+
+
+@needs_dot
+def test_svg_and_png_through_dot():
+    n = net("inception.arch", "inception3a")
+    svg = n.render("svg").decode("utf-8")
+    root = ET.fromstring(svg)
+    assert root.tag.endswith("svg")
+    texts = {t.text for t in root.iter() if t.tag.endswith("text")}
+    assert {"conv1x1 64", "conv5x5 32", "maxpool3x3", "concat", "output 256×28×28"} <= texts
+    assert " 192×28×28" in texts
+    assert n.render("png").startswith(b"\x89PNG\r\n\x1a\n")
+    assert n._repr_svg_() == svg
+
+
+@needs_dot
+def test_render_cli(tmp_path):
+    def archc(*args, **kw):
+        return subprocess.run([sys.executable, "-m", "archlang", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120, **kw)
+
+    proc = archc("render", "specs/resnet34.arch", "-o", str(tmp_path / "r.svg"), "--depth", "1")
+    assert proc.returncode == 0, proc.stderr
+    ET.parse(tmp_path / "r.svg")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "r.svg").stat().st_mode & 0o777 == 0o666 & ~umask
+    proc = archc("render", "specs/inception.arch", "-f", "png", "-o", str(tmp_path) + "/")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inception3a.png", "inception_naive.png", "r.svg"]
+    assert archc("render", "specs/inception.arch", "-o", str(tmp_path / "one.svg")).returncode == 2
+    dot = archc("render", "specs/lenet5.arch", "-f", "dot", "-o", "-")
+    assert dot.stdout == net("lenet5.arch", "lenet5").dot()
+    every = archc("render", "specs/lenet5.arch", "-f", "dot", "-o", "-", "--depth", "all")
+    assert every.stdout == net("lenet5.arch", "lenet5").dot(None)
+
+
+def test_without_dot_render_fails_cleanly_and_build_still_writes(tmp_path):
+    env = {**os.environ, "PATH": str(tmp_path / "empty")}  # no `dot` anywhere
+    run = [sys.executable, "-m", "archlang"]
+    proc = subprocess.run([*run, "render", "specs/lenet5.arch", "-o", str(tmp_path / "x.svg")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "apt-get install graphviz" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.svg").exists()
+    proc = subprocess.run([*run, "render", "specs/lenet5.arch", "-f", "dot", "-o", str(tmp_path / "x.dot")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and (tmp_path / "x.dot").read_text().startswith("digraph lenet5 {")
+    proc = subprocess.run([*run, "build", "specs/lenet5.arch", "-o", str(tmp_path / "b")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "lenet5.svg not written" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["lenet5.json", "lenet5.py", "lenet5.report.md"]
