@@ -25,6 +25,10 @@ demo: $(STAMP) graphviz
 test: $(STAMP) graphviz
 	$(VENV)/bin/pytest
 
+# the benchmark suite: measures on this machine and rewrites docs/benchmarks.md (~3 minutes)
+bench: $(STAMP)
+	$(PY) bench/run.py
+
 # the diagrams embedded in the README
 docs-images: $(STAMP) graphviz
 	$(VENV)/bin/archc render specs/resnet34.arch --depth 1 -o docs/images/resnet34.d1.svg
@@ -33,7 +37,7 @@ docs-images: $(STAMP) graphviz
 	$(VENV)/bin/archc render specs/dense_residual.arch -n dense_residual --depth all -o docs/images/dense_residual.svg
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check archlang tests
+	$(VENV)/bin/ruff check archlang tests bench
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

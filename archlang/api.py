@@ -23,6 +23,7 @@ class Network:
         self.plain = plain
         self.filename = filename
         self._rebuild = rebuild
+        self._totals: dict[str, int] | None = None
 
     def with_arguments(self, **arguments) -> Network:
         """This network compiled again with other parameter values (`--set` in the CLI)."""
@@ -61,7 +62,16 @@ class Network:
         return self.ir.nodes
 
     def _total(self, rule: str) -> int:
-        return sum(getattr(node_cost(n), rule) for n in self.ir.nodes)
+        if self._totals is None:  # one pass over the nodes serves every count
+            sums = dict.fromkeys(("params", "buffers", "macs", "other_ops"), 0)
+            for n in self.ir.nodes:
+                c = node_cost(n)
+                sums["params"] += c.params
+                sums["buffers"] += c.buffers
+                sums["macs"] += c.macs
+                sums["other_ops"] += c.other_ops
+            self._totals = sums
+        return self._totals[rule]
 
     @property
     def params(self) -> int:

@@ -3,12 +3,14 @@ block scopes.  Built by archlang.compiler.elaborate; read by passes and backends
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 from pydantic import BaseModel, ConfigDict
 
 from archlang.errors import Span
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 class TensorType(BaseModel):
@@ -114,8 +116,9 @@ class NetworkIR:
         self.arguments = arguments
         self.span = span
         self.settings = settings  # file-level settings of the network's file
-        self.graph = nx.DiGraph()
         self.nodes: list[Node] = []
+        self._consumers: list[list[int]] = []
+        self._graph: nx.DiGraph | None = None
         self.root = Scope("network", span, label=name)
         self.notes: list[str] = []
         self.output_id: int | None = None  # set when elaboration ends
@@ -123,10 +126,24 @@ class NetworkIR:
     def add(self, node: Node) -> Node:
         assert node.id == len(self.nodes)
         self.nodes.append(node)
-        self.graph.add_node(node.id, node=node)
-        for i, src in enumerate(node.inputs):
-            self.graph.add_edge(src, node.id, index=i)
+        self._consumers.append([])
+        for src in node.inputs:
+            self._consumers[src].append(node.id)
+        self._graph = None
         return node
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The networkx view: node ids carrying `node=Node`, edges carrying the input `index`.
+        Built on first use (networkx costs ~10 µs an edge; elaboration does not need it)."""
+        if self._graph is None:
+            import networkx as nx  # ~0.2 s to import: only when someone asks for the graph
+
+            g = nx.DiGraph()
+            g.add_nodes_from((n.id, {"node": n}) for n in self.nodes)
+            g.add_edges_from((src, n.id, {"index": i}) for n in self.nodes for i, src in enumerate(n.inputs))
+            self._graph = g
+        return self._graph
 
     @property
     def input(self) -> Node:
@@ -137,4 +154,4 @@ class NetworkIR:
         return self.nodes[-1] if self.output_id is None else self.nodes[self.output_id]
 
     def consumers(self, node_id: int) -> list[Node]:
-        return [self.nodes[d] for d in self.graph.successors(node_id)]
+        return [self.nodes[d] for d in dict.fromkeys(self._consumers[node_id])]

@@ -3,6 +3,8 @@ translation of lark's parse failures into ArchErrors that read well."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from functools import cache
 from pathlib import Path
@@ -65,10 +67,32 @@ def grammar_text() -> str:
     return GRAMMAR_PATH.read_text(encoding="utf-8")
 
 
+def _cache_file() -> str | None:
+    """Where lark keeps the analysed grammar between runs (a private per-user folder, never the
+    shared temp folder: the cache is a pickle).  ARCHLANG_NO_CACHE=1 turns it off."""
+    if os.environ.get("ARCHLANG_NO_CACHE"):
+        return None
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "archlang"
+    try:
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if base.stat().st_uid != os.getuid() or not os.access(base, os.W_OK):
+            return None
+    except OSError:
+        return None
+    digest = hashlib.sha256(grammar_text().encode()).hexdigest()[:16]
+    return str(base / f"grammar-{digest}.lark-cache")
+
+
 @cache
 def _lark() -> Lark:
-    return Lark(grammar_text(), parser="lalr", postlex=Layout(), propagate_positions=True,
-                maybe_placeholders=True)
+    options = dict(parser="lalr", postlex=Layout(), propagate_positions=True, maybe_placeholders=True)
+    path = _cache_file()
+    if path is not None:
+        try:  # building the LALR tables costs ~0.15 s a process; loading them, a few ms
+            return Lark(grammar_text(), cache=path, **options)
+        except Exception:  # noqa: BLE001 - an unreadable or stale cache must never stop a compile
+            pass
+    return Lark(grammar_text(), **options)
 
 
 def _tok_span(filename: str, tok: Token) -> Span:
