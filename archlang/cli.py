@@ -186,13 +186,11 @@ def _pick(spec: str, network: str | None, overrides, plain: bool):
     path, name = spec, network
     if ":" in spec and not Path(spec).exists():
         path, name = spec.rsplit(":", 1)
-    program = compile_file(path, _overrides(overrides) if name else {}, plain=plain, network=name)
+    program = compile_file(path, _overrides(overrides), plain=plain, network=name)
     if len(program) > 1:
         names = ", ".join(n.name for n in program)
         raise _Usage(f"{path} has several networks ({names}): pick one with {path}:NAME or --network")
     net = next(iter(program))
-    if not name and overrides:
-        net = compile_file(path, _overrides(overrides), plain=plain, network=net.name)[net.name]
     return net, f"{net.name} ({path}{', plain' if plain else ''})"
 
 
