@@ -179,17 +179,17 @@ def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
 
     # clusters: a tree of the scopes boxes sit in, emitted in order of first use
     tree: dict[int, list] = {}
-    order: list[tuple[Scope | None, object]] = []
-    scope_by_id: dict[int, Scope] = {}
+    order: list[tuple[str, object]] = []
     for box in boxes:
         parent_key = None
         for scope in box.parents:
             if id(scope) not in tree:
                 tree[id(scope)] = []
-                scope_by_id[id(scope)] = scope
                 (tree[parent_key] if parent_key is not None else order).append(("scope", scope))
             parent_key = id(scope)
         (tree[parent_key] if parent_key is not None else order).append(("box", box))
+
+    cluster_numbers: dict[int, int] = {}  # in emission order, so the DOT reads top to bottom
 
     def emit(graph, items) -> None:
         for kind, item in items:
@@ -198,18 +198,14 @@ def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
                 continue
             scope = item
             ws = scope.kind == "ws"
-            with graph.subgraph(name=f"cluster_{ids_for_scope(scope)}") as sub:
+            number = cluster_numbers.setdefault(id(scope), len(cluster_numbers))
+            with graph.subgraph(name=f"cluster_{number}") as sub:
                 name = scope.path.rsplit(".", 1)[-1]
                 label = "Ws" if ws else "" if scope.kind == "branch" else scope.path if name.isdigit() else name
                 sub.attr(label=label, style="rounded,dashed" if ws else "rounded,filled",
                          color=WS_COLOUR if ws else "#b8c4d6", fillcolor="white" if ws else BLOCK_FILL,
                          fontsize="11", labeljust="l", fontcolor=WS_COLOUR if ws else "#333333")
                 emit(sub, tree[id(scope)])
-
-    scope_ids: dict[int, int] = {}
-
-    def ids_for_scope(scope: Scope) -> int:
-        return scope_ids.setdefault(id(scope), len(scope_ids))
 
     emit(g, order)
     out_id = "output"

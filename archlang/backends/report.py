@@ -133,16 +133,8 @@ class Report:
         body = [self._cells(r, True) for r in self.rows]
         total = ["total", "", "", f"{self.total.params:,}", f"{self.total.macs:,}", f"{self.total.other_ops:,}",
                  _bytes(self.total.activation_bytes)]
-        widths = [max(len(r[i]) for r in [self.HEADER, total, *body]) for i in range(len(self.HEADER))]
-        right = {3, 4, 5, 6}
-
-        def line(cells):
-            return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                             for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
-        rule = "  ".join("─" * w for w in widths)
-        out = self._summary() + ["", line(self.HEADER), rule] + [line(r) for r in body] + [rule, line(total), ""]
-        out += CONVENTION
+        (head, *lines, foot), rule = _aligned([self.HEADER, *body, total])
+        out = self._summary() + ["", head, rule, *lines, rule, foot, ""] + CONVENTION
         return "\n".join(out) + "\n"
 
     def to_markdown(self) -> str:
@@ -257,21 +249,23 @@ def diff_text(a: Report, b: Report, label_a: str, label_b: str, show_all: bool =
     total = ["total", "", _arrow(_shape(a.output_shape), _shape(b.output_shape)),
              _arrow(f"{ta.params:,}", f"{tb.params:,}"), _delta(ta.params, tb.params),
              _arrow(f"{ta.macs:,}", f"{tb.macs:,}"), _delta(ta.macs, tb.macs)]
-    widths = [max(len(r[i]) for r in [header, total, *body]) for i in range(len(header))]
-    right = {3, 4, 5, 6}
-
-    def line(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
-    rule = "  ".join("─" * w for w in widths)
+    (head, *lines, foot), rule = _aligned([header, *body, total])
     same = sum(1 for r in rows if not r.changed)
     depth = f"depth {a.depth}" if a.depth else "every layer"
     out = [f"A: {label_a}", f"B: {label_b}", f"{len(rows) - same} of {len(rows)} rows differ ({depth})", ""]
     if body:
-        out += [line(header), rule] + [line(r) for r in body] + [rule]
-    out.append(line(total))
+        out += [head, rule, *lines, rule]
+    out.append(foot)
     return "\n".join(out) + "\n"
+
+
+def _aligned(rows: list[list[str]]) -> tuple[list[str], str]:
+    """Text table lines (columns padded to their widest cell, numbers from column 3 on to the
+    right) and the ─ rule that goes under the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) if i >= 3 else c.ljust(w)
+                       for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip() for cells in rows]
+    return lines, "  ".join("─" * w for w in widths)
 
 
 def _op(row: Row) -> str:
