@@ -6,7 +6,7 @@ Expansion and shape inference run together, because widths may follow the incomi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from archlang.compiler import ops
 from archlang.compiler.ir import NetworkIR, Node, Scope, TensorType
@@ -20,10 +20,10 @@ MAX_CALL_DEPTH = 64
 MAX_VALUE = 10**12
 MAX_NOTES = 8
 SKIP_POLICIES = ("pad", "project", "optional")
+BIAS_SETTING = {"on": True, "off": False, "auto": "auto"}
 
 
-@dataclass(frozen=True)
-class Val:
+class Val(NamedTuple):
     """A tensor flowing through elaboration: the node that produces it and its shape."""
 
     node: int
@@ -93,8 +93,25 @@ def _in_attr(v: ast.InAttr, env: Env) -> int:
     return {"c": inp.c, "h": inp.h, "w": inp.w}[v.attr]
 
 
+@dataclass(frozen=True)
+class _Expansion:
+    """What one def call added: its scope, the ids of its nodes [first, end), its input and output."""
+
+    scope: Scope
+    first: int
+    end: int
+    input: Val
+    output: Val
+    notes: list[str]
+
+    @property
+    def size(self) -> int:
+        return self.end - self.first
+
+
 class Elaborator:
-    def __init__(self, net: ast.Network, unit: Unit, arguments: dict[str, Any], plain: bool = False):
+    def __init__(self, net: ast.Network, unit: Unit, arguments: dict[str, Any], plain: bool = False,
+                 reuse: bool = True):
         self.net = net
         self.unit = unit
         self.plain = plain
@@ -103,6 +120,8 @@ class Elaborator:
         # every node made inside them will be made at least that many times
         self.repeat_product = 1
         self.repeat_span: Span | None = None
+        self.reuse = reuse  # copy repeated def calls (False: elaborate every call; tests compare the two)
+        self._expansions: dict[tuple, _Expansion] = {}
 
     # ---- entry ----
 
@@ -164,10 +183,10 @@ class Elaborator:
             if kernel[0] < 1 or kernel[1] < 1:
                 raise ArchError(f"a kernel size must be at least 1, not {kernel[0]}x{kernel[1]}", span)
             attrs["kernel"] = kernel
-        if "padding" in spec.args and attrs["padding"] is None:
+        if attrs.get("padding", 0) is None:
             attrs["padding"] = env.setting("padding")
-        if "bias" in {target for target, _ in spec.flags.values()} and attrs.get("bias") is None:
-            attrs["bias"] = {"on": True, "off": False, "auto": "auto"}[env.setting("bias")]
+        if spec.name in ops.BIAS_FLAGGED and attrs.get("bias") is None:
+            attrs["bias"] = BIAS_SETTING[env.setting("bias")]
         if spec.name == "dense" and not x.shape.is_vector:
             x = self._node("flatten", {}, [x], TensorType(dims=(x.shape.numel,)), span, scope,
                            role="implicit", note="implicit flatten before dense")
@@ -257,47 +276,47 @@ class Elaborator:
         given: dict[str, Any] = {}
         spans: dict[str, Span] = {}
         positional = list(spec.positional)
-
-        def put(key: str, value, span: Span, check=True):
+        for arg in c.args:
+            check = True
+            if isinstance(arg, ast.Positional):
+                if isinstance(arg.value, ast.Name) and arg.value.name not in env.values:
+                    word = arg.value.name
+                    if word not in spec.flags:
+                        hint = did_you_mean(word, [*spec.flags, *env.values])
+                        flags = ", ".join(spec.flags) if spec.flags else "none"
+                        raise ArchError(f"'{word}' is neither a parameter in scope nor a flag of {c.name}",
+                                        arg.span, hint=hint or f"flags of {c.name}: {flags}")
+                    key, value = spec.flags[word]
+                    check = False
+                elif not positional:
+                    n = len(spec.positional)
+                    raise ArchError(f"{c.name} takes {n or 'no'} positional argument{'s' if n != 1 else ''}",
+                                    arg.span)
+                else:
+                    key, value = positional.pop(0), evaluate(arg.value, env)
+            elif isinstance(arg, ast.Stride):
+                if "stride" not in spec.args:
+                    raise ArchError(f"{c.name} has no stride", arg.span)
+                key, value = "stride", evaluate(arg.value, env)
+            else:
+                key = arg.key
+                if key not in spec.args:
+                    hint = did_you_mean(key, spec.args)
+                    known = ", ".join(spec.args) or "none"
+                    raise ArchError(f"{c.name} has no argument '{key}'", arg.span,
+                                    hint=hint or f"arguments of {c.name}: {known}")
+                if key in positional:
+                    positional.remove(key)
+                value = evaluate(arg.value, env)
             if key in given:
-                raise ArchError(f"'{key}' is given twice to {c.name} (first at {spans[key]})", span)
+                raise ArchError(f"'{key}' is given twice to {c.name} (first at {spans[key]})", arg.span)
             if check:
                 try:
                     value = spec.args[key].check(value)
                 except ArgError as err:
-                    raise ArchError(f"{c.name}: {key} {err}", span) from None
-            given[key], spans[key] = value, span
-
-        for arg in c.args:
-            if isinstance(arg, ast.Positional):
-                if isinstance(arg.value, ast.Name) and arg.value.name not in env.values:
-                    word = arg.value.name
-                    if word in spec.flags:
-                        key, value = spec.flags[word]
-                        put(key, value, arg.span, check=False)
-                        continue
-                    hint = did_you_mean(word, [*spec.flags, *env.values])
-                    flags = ", ".join(spec.flags) if spec.flags else "none"
-                    raise ArchError(f"'{word}' is neither a parameter in scope nor a flag of {c.name}",
-                                    arg.span, hint=hint or f"flags of {c.name}: {flags}")
-                if not positional:
-                    n = len(spec.positional)
-                    raise ArchError(f"{c.name} takes {n or 'no'} positional argument{'s' if n != 1 else ''}",
-                                    arg.span)
-                put(positional.pop(0), evaluate(arg.value, env), arg.span)
-            elif isinstance(arg, ast.Stride):
-                if "stride" not in spec.args:
-                    raise ArchError(f"{c.name} has no stride", arg.span)
-                put("stride", evaluate(arg.value, env), arg.span)
-            else:
-                if arg.key not in spec.args:
-                    hint = did_you_mean(arg.key, spec.args)
-                    known = ", ".join(spec.args) or "none"
-                    raise ArchError(f"{c.name} has no argument '{arg.key}'", arg.span,
-                                    hint=hint or f"arguments of {c.name}: {known}")
-                if arg.key in positional:
-                    positional.remove(arg.key)
-                put(arg.key, evaluate(arg.value, env), arg.span)
+                    raise ArchError(f"{c.name}: {key} {err}", arg.span) from None
+            given[key] = value
+            spans[key] = arg.span
         return given
 
     def _def_call(self, c: ast.Call, d: ast.Def, home: Unit, x: Val, env: Env, scope: Scope) -> Val:
@@ -339,10 +358,18 @@ class Elaborator:
             if p.default is None:
                 raise ArchError(f"missing argument '{p.name}' of {signature}", c.span)
             values[p.name] = evaluate(p.default, Env(home, dict(values), x.shape, env.net_settings))
+        # a call that repeats an earlier one (same def, values, input shape, settings and call
+        # chain) expands to the same nodes: copy them rather than elaborate the body again
+        key = (id(d), id(home), tuple((k, type(v), v) for k, v in values.items()), x.shape.dims,
+               tuple(sorted(env.net_settings.items())), tuple(name for name, _ in env.calls))
+        done = self._expansions.get(key) if self.reuse else None
+        if done is not None and len(self.ir.nodes) + done.size + self.repeat_product <= NODE_BUDGET:
+            return self._replay(done, x, c.span, scope)
         call_env = Env(home, {n: values[n] for n in names}, x.shape, env.net_settings,
                        env.calls + ((d.name, c.span),))
         sub = Scope("call", c.span, scope, def_name=d.name)
         scope.items.append(sub)
+        first, notes, start = len(self.ir.nodes), len(self.ir.notes), x
         try:
             labels: dict[str, Span] = {}
             for line in d.body:
@@ -353,7 +380,34 @@ class Elaborator:
             if len(err.notes) < MAX_NOTES:
                 err.notes.append(Note(f"in def {d.name} called at {c.span}"))
             raise
+        if all(i >= first or i == start.node for n in self.ir.nodes[first:] for i in n.inputs):
+            self._expansions[key] = _Expansion(sub, first, len(self.ir.nodes), start, x, self.ir.notes[notes:])
         return x
+
+    def _replay(self, done: _Expansion, x: Val, span: Span, scope: Scope) -> Val:
+        """Adds a copy of an earlier call's nodes and scopes, fed by `x` instead of its input."""
+        offset = len(self.ir.nodes) - done.first
+        scopes: dict[int, Scope] = {}
+        for old in done.scope.walk_scopes():
+            parent = scopes[id(old.parent)] if old is not done.scope else scope
+            new = Scope(old.kind, span if old is done.scope else old.span, parent,
+                        def_name=old.def_name, label=old.label)
+            new.repeat = old.repeat
+            scopes[id(old)] = new
+        copies: dict[int, Node] = {}
+        for old in self.ir.nodes[done.first:done.end]:
+            node = Node(id=old.id + offset, op=old.op, attrs=dict(old.attrs),
+                        inputs=[x.node if i < done.first else i + offset for i in old.inputs],
+                        in_shapes=old.in_shapes, shape=old.shape, span=old.span, scope=scopes[id(old.scope)],
+                        role=old.role, note=old.note)
+            self.ir.add(node)
+            copies[old.id] = node
+        for old in done.scope.walk_scopes():
+            scopes[id(old)].items = [scopes[id(i)] if isinstance(i, Scope) else copies[i.id] for i in old.items]
+        scope.items.append(scopes[id(done.scope)])
+        self.ir.notes.extend(done.notes)
+        out = done.output
+        return x if out.node == done.input.node else Val(out.node + offset, out.shape)
 
     def _sum(self, s: ast.Sum, x: Val, env: Env, scope: Scope) -> Val:
         mains = [b for b in s.branches if not _is_skip(b)]

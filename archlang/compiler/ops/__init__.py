@@ -57,11 +57,15 @@ class OpSpec:
 
 REGISTRY: dict[str, OpSpec] = {}
 _BY_NAME: dict[str, OpSpec] = {}
+BIAS_FLAGGED: set[str] = set()  # ops whose flags set `bias` (so the `bias` setting applies to them)
+_LOOKUPS: dict[str, tuple[OpSpec, tuple[int, int] | None] | None] = {}
 KERNEL_RE = re.compile(r"^([a-z_]+?)([0-9]+)x([0-9]+)$")
 
 
 def register(spec: OpSpec) -> OpSpec:
     REGISTRY[spec.name] = spec
+    if any(target == "bias" for target, _ in spec.flags.values()):
+        BIAS_FLAGGED.add(spec.name)
     for name in (spec.name, *spec.aliases):
         assert name not in _BY_NAME, name
         _BY_NAME[name] = spec
@@ -93,6 +97,15 @@ def describe(op: str, attrs: Attrs) -> str:
 
 def lookup(word: str) -> tuple[OpSpec, tuple[int, int] | None] | None:
     """`conv3x3` → (conv spec, (3, 3)); `relu` → (relu spec, None); unknown → None."""
+    if word in _LOOKUPS:
+        return _LOOKUPS[word]
+    if len(_LOOKUPS) < 4096:  # a small cache: programs use a handful of words many times
+        _LOOKUPS[word] = _lookup(word)
+        return _LOOKUPS[word]
+    return _lookup(word)
+
+
+def _lookup(word: str) -> tuple[OpSpec, tuple[int, int] | None] | None:
     spec = _BY_NAME.get(word)
     if spec is not None and not spec.kernel:
         return spec, None
