@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# the CPU build of torch first, pinned (an unpinned torch pulls a CUDA build of several GB)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,train]'
 	touch $(STAMP)
 
 graphviz:
@@ -24,6 +24,10 @@ demo: $(STAMP) graphviz
 
 test: $(STAMP) graphviz
 	$(VENV)/bin/pytest
+
+# the long fuzz run (tests/fuzz.py): 20,000 cases per strategy, rewrites docs/fuzzing.md
+fuzz: $(STAMP)
+	$(PY) tests/fuzz.py
 
 # the benchmark suite: measures on this machine and rewrites docs/benchmarks.md (~3 minutes)
 bench: $(STAMP)

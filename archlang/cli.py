@@ -20,6 +20,7 @@ EPILOG = """examples:
   archc build specs/resnet34.arch -o build/        # build/resnet34.py, its report and diagram
   archc report specs/resnet34.arch --depth 1       # params, MACs, memory per block, no torch needed
   archc diff specs/resnet34.arch specs/resnet34_options.arch:resnet34_a
+  archc train specs/lenet5.arch                    # train on handwritten digits: runs/lenet5/
 """
 
 
@@ -211,6 +212,44 @@ def cmd_diff(args) -> int:
     return 0
 
 
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a {'whole ' if kind is int else ''}number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"'{text}' must be above 0")
+        return value
+    return parse
+
+
+def cmd_train(args) -> int:
+    from pathlib import Path
+
+    program = _compile(args)
+    nets = list(program)
+    if len(nets) > 1:
+        names = ", ".join(n.name for n in nets)
+        raise _Usage(f"{args.file} has several networks ({names}): pick one with --network")
+    net = nets[0]
+    try:
+        from archlang.train import DataError, Settings, TrainError, run
+    except ImportError as err:  # torch itself is missing
+        print(f"archc: error: archc train needs PyTorch ({err}): pip install torch", file=sys.stderr)
+        return 1
+    given = {k: v for k, v in {"data": args.data, "batch_size": args.batch_size, "lr": args.lr,
+                               "seed": args.seed, "amp": args.amp}.items() if v is not None}
+    settings = Settings(epochs=args.epochs, device=args.device, compile=args.compile, explicit=set(given),
+                        **given)
+    out = Path(args.out) if args.out else Path("runs") / net.name
+    try:
+        return run(net, settings, out, args.resume, args.nproc, args.argv)
+    except (DataError, TrainError) as err:
+        print(f"archc: error: {err}", file=sys.stderr)
+        return 1
+
+
 def _subcommand(sub, name: str, func, summary: str, description: str, example: str,
                 common: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=summary, description=description, epilog=f"example:\n  {example}",
@@ -287,12 +326,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare blocks at this depth (default: 2, the blocks of a stage)")
     p.add_argument("--all", action="store_true", help="list unchanged blocks too")
     p.add_argument("--json", action="store_true", help="print the aligned rows as JSON")
+
+    p = _subcommand(sub, "train", cmd_train, "train a network (digits, an image folder, or synthetic data)",
+                    "Compile FILE and train its network with AdamW and cross-entropy: a progress line per "
+                    "epoch, then RUN/metrics.json, RUN/metrics.png, the weights RUN/model.pt, the module "
+                    "RUN/<network>.py and RUN/checkpoint.pt (every epoch, and on Ctrl-C). --resume continues "
+                    "a run exactly where it stopped. --nproc P trains with P processes (DDP through "
+                    "torch.distributed.run: gloo on CPU, nccl on GPU). Needs torch and the `train` extra "
+                    "(scikit-learn, Pillow, matplotlib).",
+                    "archc train specs/lenet5.arch --epochs 20")
+    p.add_argument("--data", metavar="SRC",
+                   help="digits (scikit-learn's 1,797 handwritten digits, the default), synthetic (random, for "
+                        "speed tests), or a folder of class folders (or of train/ and val/ holding them)")
+    p.add_argument("--epochs", type=_positive(int), default=20, metavar="E", help="epochs to train (default: 20)")
+    p.add_argument("--batch-size", type=_positive(int), metavar="B", help="images per step and process (default: 64)")
+    p.add_argument("--lr", type=_positive(float), metavar="LR", help="AdamW learning rate (default: 0.001)")
+    p.add_argument("--seed", type=int, metavar="S", help="seed for the initial weights and the order (default: 0)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where to train (default: auto, a GPU when there is one)")
+    p.add_argument("--amp", choices=("off", "bf16", "fp16"), help="mixed precision (default: off)")
+    p.add_argument("--compile", action="store_true", help="train the torch.compile'd module")
+    p.add_argument("--nproc", type=_positive(int), default=1, metavar="P",
+                   help="processes to train with, DDP through torch.distributed.run (default: 1)")
+    p.add_argument("--out", metavar="DIR", help="the run's folder (default: runs/<network>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     red = "\033[31m" if _colour(sys.stderr) else ""
     reset = "\033[0m" if red else ""
     try:

@@ -4,6 +4,7 @@ generated text (golden file, ruff-clean, deterministic)."""
 
 from __future__ import annotations
 
+import ast as pyast
 import subprocess
 import sys
 
@@ -143,6 +144,45 @@ def test_reserved_labels_give_valid_code():
     module = net.to_torch()
     assert tuple(module(torch.randn(2, 4, 8, 8)).shape) == (2, 8, 8, 8)
     assert {"class_.weight", "training_.conv.weight", "self_.branch1.conv.weight"} <= set(module.state_dict())
+
+
+HOSTILE = """def forward(c) = conv3x3 c same > relu
+network block(import=4, class=2, class_=3):
+    input 4x8x8
+    class = conv3x3 import same
+    class_ = conv3x3 4 same
+    parameters = forward 4
+    to = forward 4
+    state_dict = bn
+    len = [skip, conv1x1 class]
+    torch = relu
+    x = conv1x1 class_
+    self = relu
+    nn = gap > dense import
+"""
+
+
+def test_hostile_names_and_file_names_give_valid_distinct_code():
+    """Keywords, builtins, nn.Module attributes, names that collide once made safe, a network
+    named like a helper class, and a file name that tries to close the docstring."""
+    net = archlang.compile(HOSTILE, 'evil"""\nimport os\n.arch')["block"]
+    source = net.source()
+    tree = pyast.parse(source)
+    imports = [n for n in pyast.walk(tree) if isinstance(n, pyast.Import | pyast.ImportFrom)]
+    assert [pyast.unparse(n) for n in imports] == ["import torch", "from torch import nn"]
+    classes = [n.name for n in tree.body if isinstance(n, pyast.ClassDef)]
+    assert classes == ["Block", "Block_"]
+    assert source == archlang.compile(HOSTILE, 'evil"""\nimport os\n.arch')["block"].source()  # deterministic
+    module = net.to_torch()
+    assert type(module).__name__ == "Block_"
+    assert sum(p.numel() for p in module.parameters()) == net.params == 647
+    keys = set(module.state_dict())
+    assert {"class__.weight", "class_.weight", "parameters_.conv.weight", "to_.conv.weight",
+            "state_dict_.running_mean", "len_.branch1.conv.weight", "x_.weight", "nn_.fc.weight"} <= keys
+    assert tuple(module(torch.randn(2, 4, 8, 8)).shape) == (2, 4)
+    assert type(net.to_torch(**{"import": 4})).__name__ == "Block_"
+    pad = archlang.compile("network zero_pad_shortcut:\n    input 4\n    dense 8 | skip pad\n", "z.arch")
+    assert type(pad["zero_pad_shortcut"].to_torch()).__name__ == "ZeroPadShortcut_"
 
 
 def test_other_arguments_recompile():

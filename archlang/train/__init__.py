@@ -1,0 +1,99 @@
+"""`archc train`: the shortest honest path from a .arch file to a trained model.
+
+Sits above the backends (it trains the generated module) and imports torch; nothing below it
+imports this package.  `run()` checks the network against the data before any training starts,
+then trains in this process, or starts P processes through `torch.distributed.run` (DDP)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from archlang.errors import ArchError
+from archlang.train.data import Data, DataError, load
+from archlang.train.loop import Settings, Trainer, TrainError
+
+__all__ = ["Data", "DataError", "Settings", "TrainError", "check_fit", "run"]
+
+EXIT_INTERRUPTED = 130
+ARGV_VARIABLE = "ARCHLANG_TRAIN_ARGV"
+
+
+def check_fit(net, data: Data) -> None:
+    """A network that cannot learn this data is an error at its output layer, before training."""
+    out = net.ir.output
+    if len(net.output_shape) != 1:
+        raise ArchError(f"{net.name} ends in a {'x'.join(map(str, net.output_shape))} tensor; training for "
+                        "classification needs one score per class (end with `dense CLASSES`)", out.span)
+    width, classes = net.output_shape[0], len(data.classes)
+    if width != classes:
+        params = [k for k, v in net.arguments.items() if v == width]
+        hint = (f"train it with --set {params[0]}={classes}" if params else
+                f"make the last layer `dense {classes}`, or give the network a classes parameter")
+        raise ArchError(f"the data has {classes} classes but {net.name} ends in {width} outputs", out.span,
+                        hint=hint)
+
+
+def _launch(nproc: int, argv: list[str]) -> int:
+    """Runs this same command in `nproc` processes under torch.distributed.run (torchrun)."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    # the command reaches the workers through the environment, out of reach of torchrun's own options
+    env[ARGV_VARIABLE] = json.dumps(argv)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "archlang.train.worker"]
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:  # the workers got the Ctrl-C too; they save and stop on their own
+        return EXIT_INTERRUPTED
+
+
+def run(net, settings: Settings, out: Path, resume: bool, nproc: int, argv: list[str]) -> int:
+    """Trains `net` as `archc train` does; returns the exit code (0 done, 130 stopped by Ctrl-C)."""
+    import torch
+
+    worker = "WORLD_SIZE" in os.environ
+    rank = int(os.environ.get("RANK", "0"))
+    if nproc < 1:
+        raise TrainError("--nproc is at least 1")
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+    if nproc > 1 and settings.device != "cpu" and torch.cuda.is_available() \
+            and nproc > torch.cuda.device_count():
+        raise TrainError(f"--nproc {nproc}: this machine has {torch.cuda.device_count()} CUDA devices "
+                         "(use at most that many, or --device cpu)")
+    if not worker and not resume and (out / "checkpoint.pt").exists():
+        raise TrainError(f"{out}/ already holds a training run: continue it with --resume, or pick another --out")
+    data = load(settings.data, net.input_shape, net.output_shape[0] if len(net.output_shape) == 1 else 0)
+    check_fit(net, data)
+    if nproc > 1 and not worker:
+        return _launch(nproc, argv)
+    settings.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    result = Trainer(net, data, settings, out, resume).run()
+    if rank == 0:
+        _summary(net, result, out)
+    return EXIT_INTERRUPTED if result["status"] == "interrupted" else 0
+
+
+def _summary(net, result: dict, out: Path) -> None:
+    if result.get("said"):
+        print(result["said"])
+        return
+    if result["status"] != "complete":
+        return
+    m = result["metrics"]
+    epochs = m["epochs"]
+    rate = sum(r["images_per_s"] * r["seconds"] for r in epochs) / max(1e-9, sum(r["seconds"] for r in epochs))
+    print(f"{net.name}: {len(epochs)} epochs, {m['steps']:,} steps in {m['seconds']:.1f} s ({rate:,.0f} img/s); "
+          f"validation accuracy {m['final_val_acc']:.1%} at the end, best {m['best_val_acc']:.1%} "
+          f"(epoch {m['best_epoch']})")
+    if "replica_digests" in m:
+        same = len(set(m["replica_digests"])) == 1
+        print(f"  {len(m['replica_digests'])} processes, weights {'identical' if same else 'DIFFER'} across them")
+    names = [f"{net.name}.py", "model.pt", "checkpoint.pt", "metrics.json"]
+    if result.get("plot"):
+        names.append("metrics.png")
+    print(f"  wrote {out}/: {', '.join(names)}")

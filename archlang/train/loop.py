@@ -1,0 +1,370 @@
+"""The training loop of `archc train`: one process, or one of P processes started by
+`torch.distributed.run` (DDP over gloo on CPU, nccl on GPU).
+
+What a run leaves in its folder, all written atomically (temporary file, then rename):
+  checkpoint.pt  model, optimizer, scaler, epoch and step, RNG states, history (every epoch,
+                 and on Ctrl-C mid-epoch); `--resume` continues from it exactly
+  model.pt       the weights alone, a state_dict for the generated module
+  <network>.py   the generated module itself
+  metrics.json   the settings and one record per epoch
+  metrics.png    loss and accuracy against the epoch
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from archlang.backends.files import write_atomic
+from archlang.train.data import Data
+from archlang.train.progress import Progress
+
+CHECKPOINT_FORMAT = "archlang-train/1"
+# what a resumed run must share with the run it continues (the rest may change: epochs, device, compile)
+FIXED = ("data", "batch_size", "lr", "seed", "amp", "world_size")
+
+
+class TrainError(Exception):
+    """A run that cannot start or continue: the message says why and what to do."""
+
+
+@dataclass
+class Settings:
+    data: str = "digits"
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "off"  # off | bf16 | fp16
+    compile: bool = False
+    world_size: int = 1
+    explicit: set[str] = field(default_factory=set)  # the options the user typed (checked on --resume)
+
+    def fixed(self) -> dict:
+        return {k: getattr(self, k) for k in FIXED}
+
+
+class _StopFlag:
+    """Ctrl-C (or SIGTERM) asks the loop to stop after the current step and save; a second
+    Ctrl-C aborts at once, leaving the last complete checkpoint."""
+
+    def __init__(self):
+        self.set = False
+        self._old: dict[int, object] = {}
+
+    def _handler(self, signum, frame):
+        if self.set and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.set = True
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def _layout(state: dict) -> list[tuple[str, tuple[int, ...]]]:
+    return [(k, tuple(v.shape)) for k, v in state.items()]
+
+
+def _digest(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _epoch_line(r: dict, epochs: int) -> str:
+    return (f"epoch {r['epoch']:>{len(str(epochs))}}/{epochs}  train loss {r['train_loss']:.4f} "
+            f"acc {r['train_acc']:6.1%}  val loss {r['val_loss']:.4f} acc {r['val_acc']:6.1%}  "
+            f"{r['images_per_s']:,.0f} img/s  {r['seconds']:.1f} s")
+
+
+def save_torch(path: Path, obj) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_atomic(path, buf.getvalue())
+
+
+class Trainer:
+    def __init__(self, net, data: Data, settings: Settings, out: Path, resume: bool, log: Progress | None = None):
+        self.net, self.data, self.s, self.out = net, data, settings, out
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = _device(settings.device, self.local_rank)
+        self.main = self.rank == 0
+        self.resume = resume
+        self.log = log
+
+    # ---- set-up ----
+
+    def _init_distributed(self) -> None:
+        if self.world > 1 and not dist.is_initialized():
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    def _load_checkpoint(self) -> dict | None:
+        path = self.out / "checkpoint.pt"
+        if not self.resume:
+            return None
+        if not path.exists():
+            raise TrainError(f"--resume: there is no checkpoint to resume in {self.out}/")
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
+            raise TrainError(f"--resume: {path} cannot be read ({err.__class__.__name__}: {err})") from None
+        if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+            raise TrainError(f"--resume: {path} is not an archc train checkpoint")
+        if ck["network"] != self.net.name or ck["arguments"] != self.net.arguments:
+            raise TrainError(f"--resume: {path} holds {ck['network']} {ck['arguments']}, not "
+                             f"{self.net.name} {self.net.arguments}; pick the same network and --set values")
+        stored = ck["settings"]
+        for key in FIXED:
+            mine = getattr(self.s, key)
+            if mine != stored[key] and (key in self.s.explicit or key == "world_size"):
+                flag = "--nproc" if key == "world_size" else "--" + key.replace("_", "-")
+                raise TrainError(f"--resume: the run in {self.out}/ was started with {flag} {stored[key]}; "
+                                 f"it continues with the same (drop {flag}, or start a new run with --out)")
+            setattr(self.s, key, stored[key])
+        return ck
+
+    # ---- the loop ----
+
+    def run(self) -> dict:
+        s = self.s
+        self._init_distributed()
+        ck = self._load_checkpoint()
+        torch.manual_seed(s.seed)
+        random.seed(s.seed)
+        model = self.net.to_torch().to(self.device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr)
+        scaler = torch.amp.GradScaler(self.device.type, enabled=s.amp == "fp16")
+        history: list[dict] = []
+        epoch, start_step, global_step, elapsed = 0, 0, 0, 0.0
+        running = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, seen (this epoch, all ranks)
+        if ck is not None:
+            if _layout(ck["model"]) != _layout(model.state_dict()):
+                raise TrainError(f"--resume: the weights in {self.out}/checkpoint.pt do not fit {self.net.name} "
+                                 "as the file now stands (its layers changed since the checkpoint)")
+            model.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+            scaler.load_state_dict(ck["scaler"])
+            history, epoch, start_step = ck["history"], ck["epoch"], ck["step"]
+            global_step, elapsed = ck["global_step"], ck["elapsed"]
+            if self.main:
+                running = ck["running"].clone()
+        if epoch >= s.epochs and start_step == 0:
+            return self._finish(model, history, global_step, elapsed, status="complete", said=(
+                f"the run in {self.out}/ has already trained {epoch} epochs; pass a larger --epochs to go on"))
+        train_model: torch.nn.Module = model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            train_model = DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if s.compile:
+            train_model = torch.compile(train_model)
+
+        dataset = TensorDataset(self.data.train_x, self.data.train_y)
+        sampler = DistributedSampler(dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=s.seed)
+        loader = DataLoader(dataset, batch_size=s.batch_size, sampler=sampler, generator=torch.Generator(),
+                            pin_memory=self.device.type == "cuda")
+        steps = len(loader)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16 if s.amp == "bf16" else torch.float16,
+                                  enabled=s.amp != "off")
+        progress = self.log or Progress(s.epochs, steps, enabled=self.main)
+        progress.steps = steps
+        if self.main:
+            progress.line(f"{self.net.name}: {self.data.describe()}; {s.epochs} epochs of {steps} steps, "
+                          f"batch {s.batch_size}{f' x {self.world} processes' if self.world > 1 else ''}, "
+                          f"AdamW lr {s.lr:g}, {self.device.type}"
+                          f"{', ' + s.amp if s.amp != 'off' else ''}{', compiled' if s.compile else ''}")
+            if ck is not None:
+                at = f"epoch {epoch + 1}, step {start_step}" if start_step else f"the end of epoch {epoch}"
+                progress.line(f"resuming {self.out}/checkpoint.pt from {at}")
+
+        with _StopFlag() as stop:
+            while epoch < s.epochs:
+                sampler.set_epoch(epoch)
+                train_model.train()
+                t0, seen_here = time.perf_counter(), 0
+                local = torch.zeros(3, dtype=torch.float64, device=self.device)
+                if ck is not None:  # continue exactly: dropout and the like draw what they would have
+                    self._restore_rng(ck["rng"])
+                for step, (x, y) in enumerate(loader):
+                    if step < start_step:  # resuming mid-epoch: these batches were trained on already
+                        continue
+                    x = x.to(self.device, non_blocking=True)
+                    y = y.to(self.device, non_blocking=True)
+                    with autocast:
+                        logits = train_model(x)
+                        loss = F.cross_entropy(logits.float(), y)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    global_step += 1
+                    local += torch.stack([loss.detach().double() * len(y),
+                                          (logits.argmax(1) == y).sum().double(),
+                                          torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)])
+                    seen_here += len(y)
+                    if self.main and (progress.tty or step + 1 == steps or (step + 1) % 10 == 0):
+                        total = running + local.cpu()
+                        rate = seen_here * self.world / max(1e-9, time.perf_counter() - t0)
+                        progress.step(epoch, step + 1, total[0].item() / total[2].item(),
+                                      total[1].item() / total[2].item(), rate)
+                    if self._agree(stop.set) and step + 1 < steps:
+                        elapsed += time.perf_counter() - t0
+                        running += self._sum(local)
+                        self._save(model, optimizer, scaler, history, epoch, step + 1, global_step, elapsed, running)
+                        return self._interrupted(epoch, step + 1, global_step, progress)
+                seconds = time.perf_counter() - t0
+                elapsed += seconds
+                running += self._sum(local)
+                start_step, ck = 0, None
+                record = self._epoch_record(model, epoch, running, seconds, seen_here * self.world, autocast)
+                running = torch.zeros(3, dtype=torch.float64)
+                epoch += 1
+                if self.main:
+                    history.append(record)
+                self._save(model, optimizer, scaler, history, epoch, 0, global_step, elapsed, running)
+                if self.main:  # printed once its checkpoint is on disk
+                    progress.line(_epoch_line(record, s.epochs))
+                if self._agree(stop.set) and epoch < s.epochs:
+                    return self._interrupted(epoch, 0, global_step, progress)
+        return self._finish(model, history, global_step, elapsed, status="complete")
+
+    # ---- pieces ----
+
+    def _agree(self, flag: bool) -> bool:
+        """Whether any process was asked to stop (all processes must stop at the same step)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def _sum(self, local: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            dist.all_reduce(local)
+        return local.cpu()
+
+    def _epoch_record(self, model, epoch: int, running: torch.Tensor, seconds: float, images: int,
+                      autocast) -> dict:
+        loss_sum, correct, seen = running.tolist()
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                  "seconds": round(seconds, 3), "images_per_s": round(images / max(seconds, 1e-9), 1)}
+        if self.main:
+            record["val_loss"], record["val_acc"] = self.evaluate(model, autocast)
+        if self.world > 1:
+            dist.barrier()
+        return record
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, autocast) -> tuple[float, float]:
+        was = model.training
+        model.eval()
+        loss_sum, correct = 0.0, 0
+        x_all, y_all = self.data.val_x, self.data.val_y
+        for i in range(0, len(y_all), 2 * self.s.batch_size):
+            x = x_all[i:i + 2 * self.s.batch_size].to(self.device)
+            y = y_all[i:i + 2 * self.s.batch_size].to(self.device)
+            with autocast:
+                logits = model(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+        model.train(was)
+        return loss_sum / len(y_all), correct / len(y_all)
+
+    def _rng(self) -> dict:
+        state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _restore_rng(self, state: dict) -> None:
+        torch.set_rng_state(state["torch"])
+        random.setstate(state["python"])
+        if "cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+
+    def _save(self, model, optimizer, scaler, history, epoch, step, global_step, elapsed, running) -> None:
+        if self.main:
+            save_torch(self.out / "checkpoint.pt", {
+                "format": CHECKPOINT_FORMAT, "network": self.net.name, "arguments": dict(self.net.arguments),
+                "settings": self.s.fixed(), "epoch": epoch, "step": step, "global_step": global_step,
+                "elapsed": elapsed, "running": running.clone(), "history": history, "rng": self._rng(),
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()})
+            save_torch(self.out / "model.pt", model.state_dict())
+            self._write_metrics(history, global_step, elapsed, status="running")
+        if self.world > 1:
+            dist.barrier()
+
+    def _write_metrics(self, history: list[dict], global_step: int, elapsed: float, status: str,
+                       digests: list[str] | None = None) -> dict:
+        metrics = {"network": self.net.name, "arguments": dict(self.net.arguments), "file": self.net.filename,
+                   "params": self.net.params, "data": self.data.describe(), "classes": self.data.classes,
+                   "settings": {k: v for k, v in asdict(self.s).items() if k != "explicit"},
+                   "device": self.device.type, "status": status, "steps": global_step,
+                   "seconds": round(elapsed, 3), "epochs": history}
+        if history:
+            best = max(history, key=lambda r: r["val_acc"])
+            metrics["best_val_acc"], metrics["best_epoch"] = best["val_acc"], best["epoch"]
+            metrics["final_val_acc"] = history[-1]["val_acc"]
+        if digests is not None:
+            metrics["replica_digests"] = digests
+        write_atomic(self.out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        return metrics
+
+    def _interrupted(self, epoch: int, step: int, global_step: int, progress: Progress) -> dict:
+        if self.main:
+            at = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
+            progress.line(f"stopped at {at}; saved {self.out}/checkpoint.pt — continue with --resume")
+        return {"status": "interrupted", "steps": global_step}
+
+    def _finish(self, model, history, global_step, elapsed, status: str, said: str | None = None) -> dict:
+        digests = None
+        if self.world > 1:
+            digests = [None] * self.world
+            dist.all_gather_object(digests, _digest(model))
+        result = {"status": status, "steps": global_step, "said": said}
+        if self.main:
+            write_atomic(self.out / f"{self.net.name}.py", self.net.source())
+            save_torch(self.out / "model.pt", model.state_dict())
+            result["metrics"] = self._write_metrics(history, global_step, elapsed, status, digests)
+            from archlang.train.plot import plot_metrics
+
+            result["plot"] = plot_metrics(history, self.out / "metrics.png", self.net.name)
+        if self.world > 1:
+            dist.barrier()
+        return result

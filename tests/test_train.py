@@ -1,0 +1,216 @@
+"""`archc train`: data loading, the checks before training, a short CPU run whose loss falls,
+exact continuation after Ctrl-C or a kill, and a 2-process DDP run with identical replicas."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+Image = pytest.importorskip("PIL.Image")
+
+import archlang  # noqa: E402
+from archlang.cli import main  # noqa: E402
+from archlang.train import data as train_data  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+
+# small and quick, with dropout so that the RNG matters to an exact resume
+TINY = """network tiny(classes=10):
+    input 1x8x8
+    conv3x3 8 same > relu > dropout 0.3
+    maxpool2x2
+    dense classes
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Path:
+    path = tmp_path / "tiny.arch"
+    path.write_text(TINY)
+    return path
+
+
+def _archc(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "archlang", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def _weights(run: Path) -> dict:
+    return torch.load(run / "model.pt", weights_only=True)
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert list(wa) == list(wb)
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+# ---- data ----
+
+def test_digits_are_resized_split_and_standardised():
+    d = train_data.load("digits", (1, 32, 32), 10)
+    assert d.train_x.shape == (1438, 1, 32, 32) and d.val_x.shape == (359, 1, 32, 32)
+    assert len(d.classes) == 10 and sorted(set(d.train_y.tolist())) == list(range(10))
+    assert abs(d.train_x.mean().item()) < 1e-4 and abs(d.train_x.std().item() - 1) < 1e-3
+    again = train_data.load("digits", (3, 16, 16), 10)  # the split never moves
+    assert torch.equal(again.val_y, d.val_y) and again.train_x.shape[1:] == (3, 16, 16)
+    assert train_data.load("digits", (64,), 10).train_x.shape == (1438, 64)  # an MLP takes 8x8 flattened
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((5, 32, 32), "5-channel images"),
+    ((10,), "vector of 10 features"),
+])
+def test_unusable_inputs_are_refused(shape, message):
+    with pytest.raises(train_data.DataError, match=message):
+        train_data.load("digits", shape, 10)
+
+
+def _image_tree(root: Path, per_class: int = 12) -> None:
+    """Two classes a network tells apart at once: light squares and dark squares."""
+    for label, value in (("dark", 30), ("light", 220)):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (20 + i, 24), (value, value - 10 + i, value)).save(root / label / f"{i}.png")
+
+
+def test_image_folder_with_and_without_train_val(tmp_path):
+    _image_tree(tmp_path / "flat")
+    d = train_data.load(str(tmp_path / "flat"), (3, 16, 16), 2)
+    assert d.classes == ["dark", "light"] and d.train_x.shape == (19, 3, 16, 16) and len(d.val_y) == 5
+    _image_tree(tmp_path / "split" / "train")
+    _image_tree(tmp_path / "split" / "val", per_class=3)
+    d = train_data.load(str(tmp_path / "split"), (1, 8, 8), 2)
+    assert d.train_x.shape == (24, 1, 8, 8) and d.val_x.shape == (6, 1, 8, 8)
+    assert d.val_y.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_bad_folders_give_clear_errors(tmp_path):
+    with pytest.raises(train_data.DataError, match="no such folder"):
+        train_data.load(str(tmp_path / "missing"), (1, 8, 8), 2)
+    (tmp_path / "one" / "cats").mkdir(parents=True)
+    with pytest.raises(train_data.DataError, match="only cats/"):
+        train_data.load(str(tmp_path / "one"), (1, 8, 8), 2)
+    _image_tree(tmp_path / "broken")
+    (tmp_path / "broken" / "dark" / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(train_data.DataError, match=r"cannot read the image .*bad\.png"):
+        train_data.load(str(tmp_path / "broken"), (1, 8, 8), 2)
+
+
+# ---- checks before training ----
+
+def test_class_mismatch_points_at_the_output_layer(tiny, tmp_path, capsys):
+    _image_tree(tmp_path / "two")
+    code = main(["train", str(tiny), "--data", str(tmp_path / "two"), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{tiny}:5:5: error: the data has 2 classes but tiny ends in 10 outputs" in err
+    assert "    dense classes" in err and "^" in err
+    assert "hint: train it with --set classes=2" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+def test_run_errors(tiny, tmp_path, capsys):
+    assert main(["train", str(tiny), "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 1
+    assert "no such folder" in capsys.readouterr().err
+    assert main(["train", str(tiny), "--resume", "--out", str(tmp_path / "r")]) == 1
+    assert "no checkpoint to resume" in capsys.readouterr().err
+    assert main(["train", str(tiny), "--epochs", "1", "--out", str(tmp_path / "r")]) == 0
+    capsys.readouterr()
+    assert main(["train", str(tiny), "--epochs", "1", "--out", str(tmp_path / "r")]) == 1
+    assert "already holds a training run: continue it with --resume" in capsys.readouterr().err
+    assert main(["train", str(tiny), "--resume", "--lr", "0.1", "--out", str(tmp_path / "r")]) == 1
+    assert "was started with --lr 0.001" in capsys.readouterr().err
+    assert main(["train", str(tiny), "--resume", "--epochs", "1", "--out", str(tmp_path / "r")]) == 0
+    assert "already trained 1 epochs" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(tiny), "--epochs", "0"])
+    assert exit_.value.code == 2
+
+
+# ---- training ----
+
+def test_short_run_learns_and_writes_its_outputs(tiny, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny), "--epochs", "4", "--batch-size", "32", "--out", str(run)]) == 0
+    out = capsys.readouterr()
+    assert "tiny: 4 epochs, 180 steps" in out.out and f"wrote {run}/" in out.out
+    assert "epoch 4/4  train loss" in out.err
+    m = json.loads((run / "metrics.json").read_text())
+    losses = [r["train_loss"] for r in m["epochs"]]
+    assert m["status"] == "complete" and m["steps"] == 4 * 45 and len(losses) == 4
+    assert losses[-1] < 0.5 * losses[0] and m["final_val_acc"] > 0.8
+    assert (run / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # model.pt is a state_dict for the generated module written beside it
+    net = archlang.compile_file(tiny)["tiny"]
+    module = net.to_torch()
+    module.load_state_dict(_weights(run))
+    assert (run / "tiny.py").read_text() == net.source()
+    x = train_data.load("digits", (1, 8, 8), 10)
+    with torch.no_grad():
+        acc = (module.eval()(x.val_x).argmax(1) == x.val_y).float().mean().item()
+    assert acc == pytest.approx(m["final_val_acc"], abs=1e-6)
+
+
+def _interrupt(args: list[str], sig: int) -> int:
+    """Starts a run, waits for its first epoch line, then sends `sig`; returns the exit code."""
+    proc = subprocess.Popen([sys.executable, "-m", "archlang", *args], stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    for line in proc.stderr:
+        if re.match(r"epoch +1/", line) or time.monotonic() > deadline:
+            break
+    proc.send_signal(sig)
+    proc.stderr.read()
+    return proc.wait(timeout=120)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[list[str], Path]:
+    """The run the interrupted runs must reproduce, to the last bit of every weight."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    (root / "tiny.arch").write_text(TINY)
+    common = ["train", str(root / "tiny.arch"), "--epochs", "12", "--batch-size", "16"]
+    assert _archc(*common, "--out", str(root / "run")).returncode == 0
+    return common, root / "run"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGKILL, -signal.SIGKILL)])
+def test_interrupted_run_resumes_exactly(uninterrupted, tmp_path, sig, code):
+    common, reference = uninterrupted
+    run = tmp_path / "run"
+    assert _interrupt([*common, "--out", str(run)], sig) == code
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)  # whole, never half-written
+    assert 1 <= checkpoint["epoch"] < 12
+    assert not list(run.glob(".*.tmp"))
+    resumed = _archc(*common, "--out", str(run), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    ref, got = (json.loads((p / "metrics.json").read_text()) for p in (reference, run))
+    assert got["steps"] == ref["steps"] == 12 * 90
+    assert [r["train_loss"] for r in got["epochs"]] == [r["train_loss"] for r in ref["epochs"]]
+    _assert_same_weights(reference, run)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_ends_with_identical_replicas(tiny, tmp_path):
+    run = tmp_path / "ddp"
+    result = _archc("train", str(tiny), "--epochs", "2", "--nproc", "2", "--out", str(run))
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["settings"]["world_size"] == 2
+    assert m["steps"] == 2 * 12  # 1,438 images, 64 a step on each of 2 processes
+    digests = m["replica_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    assert "2 processes, weights identical across them" in result.stdout
+    assert m["epochs"][-1]["train_loss"] < m["epochs"][0]["train_loss"]
