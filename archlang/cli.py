@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 
 from archlang.compiler import OverrideError
 from archlang.errors import ArchError
@@ -20,12 +21,25 @@ EPILOG = """examples:
   archc build specs/resnet34.arch -o build/        # build/resnet34.py, its report and diagram
   archc report specs/resnet34.arch --depth 1       # params, MACs, memory per block, no torch needed
   archc diff specs/resnet34.arch specs/resnet34_options.arch:resnet34_a
+  archc render specs/resnet34.arch -f png -o resnet34.png
+  archc list specs/resnets.arch                    # networks and defs with their parameters
+  archc fmt specs/ --check                         # exit 1 if a file is not in the canonical layout
   archc train specs/lenet5.arch                    # train on handwritten digits: runs/lenet5/
+
+exit codes: 0 ok, 1 compile error (FILE:LINE:COL, the line and a caret on stderr), 2 usage error.
+`archc COMMAND --help` describes each command.
 """
 
 
 def _colour(stream) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def _red(text: str) -> str:
+    """A diagnostic with `error:` in red on a colour terminal (never with NO_COLOR or when piped)."""
+    if not _colour(sys.stderr):
+        return text
+    return text.replace("error:", "\033[31merror:\033[0m", 1)
 
 
 def _overrides(pairs: list[str]) -> dict[str, str]:
@@ -212,6 +226,106 @@ def cmd_diff(args) -> int:
     return 0
 
 
+def _arch_files(paths: list[str]) -> list:
+    from pathlib import Path
+
+    files = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(path.rglob("*.arch"))
+            if not found:
+                raise _Usage(f"{name}: no .arch files in this folder")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+def cmd_fmt(args) -> int:
+    import difflib
+
+    from archlang.backends.files import write_atomic
+    from archlang.formatting import format_file
+
+    failed = changed = 0
+    files = _arch_files(args.files)
+    results = []
+    for path in files:
+        try:
+            results.append(format_file(path))
+        except ArchError as err:
+            print(_red(str(err)), file=sys.stderr)
+            failed += 1
+    for r in results:
+        if not r.changed:
+            continue
+        changed += 1
+        if args.diff:
+            sys.stdout.writelines(difflib.unified_diff(
+                r.original.splitlines(keepends=True), r.text.splitlines(keepends=True),
+                f"{r.path} (now)", f"{r.path} (formatted)"))
+        if args.check:
+            print(f"would reformat {r.path}", file=sys.stderr)
+        elif not args.diff:
+            write_atomic(r.path, r.text)
+            print(f"reformatted {r.path}", file=sys.stderr)
+    verb = "would be reformatted" if args.check or args.diff else "reformatted"
+    summary = [f"{changed} file{'s' * (changed != 1)} {verb}", f"{len(results) - changed} unchanged"]
+    if failed:
+        summary.append(f"{failed} with errors")
+    print(", ".join(summary), file=sys.stderr)
+    return 1 if failed or (args.check and changed) else 0
+
+
+def _signature(name: str, params) -> str:
+    from archlang.frontend.ast import value_text
+
+    parts = [p.name + (f"={value_text(p.default)}" if p.default is not None else "") for p in params]
+    return f"{name}({', '.join(parts)})" if parts else name
+
+
+def cmd_list(args) -> int:
+    from pathlib import Path
+
+    from archlang.api import compile_file
+    from archlang.compiler import load_file
+
+    unit = load_file(args.file)
+    nets = []
+    if unit.file.networks:
+        program = compile_file(args.file, _overrides(args.overrides), plain=args.plain, network=args.network)
+        nets = [(n, next(a for a in unit.file.networks if a.name == n.name)) for n in program]
+    defs = [(name, d, home) for name, (d, home) in unit.defs.items()]
+    here = Path(args.file).resolve()
+
+    def origin(d) -> str:
+        return f"{d.span.filename}:{d.span.line}"
+
+    if args.json:
+        print(json.dumps({
+            "networks": [{"name": n.name, "signature": _signature(a.name, a.params), "arguments": n.arguments,
+                          "input_shape": list(n.input_shape), "output_shape": list(n.output_shape),
+                          "params": n.params, "macs": n.macs, "at": origin(a)} for n, a in nets],
+            "defs": [{"name": name, "signature": _signature(name, d.params), "at": origin(d)}
+                     for name, d, _ in defs]}, indent=2))
+        return 0
+    rows = [(_signature(a.name, a.params), f"{_shape(n.input_shape)} → {_shape(n.output_shape)}",
+             f"{n.params:,} params", f"{n.macs:,} MACs") for n, a in nets]
+    if rows:
+        print("networks:")
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        for r in rows:
+            print(f"  {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")
+    if defs:
+        print("defs:")
+        width = max(len(_signature(name, d.params)) for name, d, _ in defs)
+        for name, d, _ in defs:
+            used = "" if Path(d.span.filename).resolve() == here else "  (used)"
+            print(f"  {_signature(name, d.params):<{width}}  {origin(d)}{used}")
+    return 0
+
+
 def _positive(kind):
     def parse(text: str):
         try:
@@ -252,8 +366,8 @@ def cmd_train(args) -> int:
 
 def _subcommand(sub, name: str, func, summary: str, description: str, example: str,
                 common: bool = True) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=summary, description=description, epilog=f"example:\n  {example}",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(name, help=summary, description=textwrap.fill(description, 88),
+                       epilog=f"example:\n  {example}", formatter_class=argparse.RawDescriptionHelpFormatter)
     if common:
         _add_common(p)
     p.set_defaults(func=func)
@@ -327,6 +441,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="list unchanged blocks too")
     p.add_argument("--json", action="store_true", help="print the aligned rows as JSON")
 
+    p = _subcommand(sub, "fmt", cmd_fmt, "rewrite .arch files in the canonical layout",
+                    "Rewrite each FILE (or every .arch file under a folder) in the canonical layout: "
+                    "4-space blocks, one space around > and |, aligned labels and trailing comments, "
+                    "ASCII repeats (x2, x(n-1)). Comments and blank-line groups are kept. A file is "
+                    "written (atomically) only if the result parses to the same program and compiles to "
+                    "the same network. --check writes nothing and exits 1 when a file would change.",
+                    "archc fmt specs/ --check", common=False)
+    p.add_argument("files", nargs="+", metavar="FILE", help=".arch files or folders")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file would be reformatted")
+    p.add_argument("--diff", action="store_true", help="write nothing; print what would change as a unified diff")
+
+    p = _subcommand(sub, "list", cmd_list, "list a file's networks and defs with their parameters",
+                    "List the networks of FILE (parameters with defaults, input → output shape, parameter "
+                    "and MAC counts) and the defs visible in it (its own and those it uses).",
+                    "archc list specs/resnets.arch")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
     p = _subcommand(sub, "train", cmd_train, "train a network (digits, an image folder, or synthetic data)",
                     "Compile FILE and train its network with AdamW and cross-entropy: a progress line per "
                     "epoch, then RUN/metrics.json, RUN/metrics.png, the weights RUN/model.pt, the module "
@@ -358,17 +489,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
-    red = "\033[31m" if _colour(sys.stderr) else ""
-    reset = "\033[0m" if red else ""
     try:
         return args.func(args)
     except _Usage as err:
         parser.exit(2, f"archc: error: {err}\n")
     except OverrideError as err:
-        print(str(err).replace("error:", f"{red}error:{reset}", 1), file=sys.stderr)
+        print(_red(str(err)), file=sys.stderr)
         return 2
     except ArchError as err:
-        print(str(err).replace("error:", f"{red}error:{reset}", 1), file=sys.stderr)
+        print(_red(str(err)), file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 0

@@ -39,6 +39,26 @@ def check_setting(setting: ast.Setting) -> None:
                         hint=f"{setting.key} is one of {', '.join(allowed)}")
 
 
+def read_source(path: Path, where: Span | None = None) -> str:
+    """The text of an .arch file; a missing, unreadable or non-UTF-8 file is an ArchError."""
+    display = str(path)
+    where = where or whole_file(display)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ArchError(f"no such file: '{display}'", where) from None
+    except (IsADirectoryError, PermissionError, OSError) as err:
+        raise ArchError(f"cannot read '{display}': {err.strerror or err}", where) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        remember_source(display, data.decode("utf-8", "replace"))
+        raise ArchError("the file is not valid UTF-8", Span(display, line, col),
+                        hint="save it as UTF-8 text") from None
+
+
 class Loader:
     def __init__(self):
         self.units: dict[str, Unit] = {}
@@ -59,20 +79,7 @@ class Loader:
             raise ArchError(f"'{display}' uses itself through a cycle of `use` lines", where)
         if len(self.units) >= MAX_FILES:
             raise ArchError(f"more than {MAX_FILES} files are used", where)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ArchError(f"no such file: '{display}'", where) from None
-        except (IsADirectoryError, PermissionError, OSError) as err:
-            raise ArchError(f"cannot read '{display}': {err.strerror or err}", where) from None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as err:
-            line = data[: err.start].count(b"\n") + 1
-            col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-            remember_source(display, data.decode("utf-8", "replace"))
-            raise ArchError("the file is not valid UTF-8", Span(display, line, col),
-                            hint="save it as UTF-8 text") from None
+        text = read_source(path, where)
         self.loading.append(key)
         try:
             unit = self._build(parse(text, display), path.parent)

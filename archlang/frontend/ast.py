@@ -181,3 +181,22 @@ class File:
     settings: list[Setting] = field(default_factory=list)
     defs: list[Def] = field(default_factory=list)
     networks: list[Network] = field(default_factory=list)
+
+
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2}
+
+
+def value_text(v: Value) -> str:
+    """A value expression as source text: `in.c*2`, `(n-1)//2`, `1e-05`."""
+    if isinstance(v, Num):
+        return str(v.value) if isinstance(v.value, int) else f"{v.value:g}"
+    if isinstance(v, Name):
+        return v.name
+    if isinstance(v, InAttr):
+        return f"in.{v.attr}"
+    left, right = value_text(v.left), value_text(v.right)
+    if isinstance(v.left, BinOp) and _PRECEDENCE[v.left.op] < _PRECEDENCE[v.op]:
+        left = f"({left})"
+    if isinstance(v.right, BinOp) and _PRECEDENCE[v.right.op] <= _PRECEDENCE[v.op]:
+        right = f"({right})"
+    return f"{left}{v.op}{right}"
