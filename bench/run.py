@@ -193,6 +193,13 @@ def main() -> None:
     per = [p for *_, p in compile_rows[3:]]
     lines += ["", f"Per-node cost across the CIFAR ResNets (389 → 34,997 nodes): {per[0] * 1e6:.1f}, "
               f"{per[1] * 1e6:.1f}, {per[2] * 1e6:.1f} µs — flat, so compile time grows linearly with depth.", "",
+              "What profiling (cProfile) showed and what was done: no pass is super-linear, but "
+              "elaboration spent ~35 µs a node re-expanding def calls identical to earlier ones (a "
+              "stage's `basic c x(n-1)`). A def call with the same def, argument values, input shape, "
+              "settings and call chain as an earlier one now copies that call's nodes and blocks "
+              "(`tests/test_elaborate.py` checks the copy equals a fresh expansion for every spec); "
+              "the 9,998-layer network went from 1.9–2.3 s to about 1.4 s. Most of what remains is "
+              "creating 35,000 validated pydantic nodes (~6 µs each), naming and counting.", "",
               "## The report against the forward-pass route (ResNet-152)", "",
               "The usual route to the same two numbers: import torch, build the module, run one forward "
               "pass at 3x224x224 under `torch.utils.flop_counter.FlopCounterMode` (both routes give "
@@ -203,7 +210,7 @@ def main() -> None:
               f"{fwd_in * 1e3:.0f} ms | {fwd_in / rep_in:.1f}× |", "",
               "## Start-up", "", "| command | wall time |", "| --- | ---: |"]
     lines += [f"| `{cmd}` | {t * 1e3:.0f} ms |" for cmd, t in starts]
-    lines += ["", "`check`, `report`, `render` and `build` never import torch (tested).", "",
+    lines += ["", "`check`, `report`, `render`, `build`, `list` and `fmt` never import torch (tested).", "",
               "## Generated module against a hand-written one (CPU)", "",
               "The hand-written references are `tests/references.py` (torchvision's layout); weights "
               "copied with `archlang.load_weights`.", "",
