@@ -11,7 +11,7 @@ Works on tokens, so every comment and the grouping of lines by blank lines survi
   a multi-line statement ends the run); trailing comments of consecutive lines aligned, two
   spaces after the longest of those lines;
 - blank lines: runs become one, none inside brackets, none at the start or end; no trailing
-  whitespace, `\\n` line ends, one final newline, no byte-order mark.
+  whitespace, `\\n` line ends (for `\\r\\n`), one final newline, no byte-order mark.
 
 `format_source` only rearranges tokens; `same_ast` says whether two sources parse to the same
 program, which `archc fmt` checks (with the compiled IR) before it writes anything.
@@ -267,7 +267,7 @@ def _align(out: list[_Out]) -> None:
 
 def format_source(text: str) -> str:
     """The canonical layout of `text` (which must parse; see the module docstring)."""
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")  # a lone \r ends no line (it may sit in a comment)
     out = _render(_logical_lines(text))
     _align(out)
     lines: list[str] = []
