@@ -184,17 +184,18 @@ def compile(source: str, filename: str = "<string>", overrides: dict[str, Any] |
             plain: bool = False, network: str | None = None, base: str | Path | None = None) -> Program:
     """Compile .arch source text.  `use` paths resolve against `base` (default: the cwd)."""
     unit = load_source(source, filename, Path(base) if base else None)
-    return _program(unit, filename, overrides, plain, network)
+    return program_of(unit, filename, overrides, plain, network)
 
 
 def compile_file(path: str | Path, overrides: dict[str, Any] | None = None, plain: bool = False,
                  network: str | None = None) -> Program:
-    return _program(load_file(path), str(path), overrides, plain, network)
+    return program_of(load_file(path), str(path), overrides, plain, network)
 
 
-def _program(unit, filename: str, overrides, plain: bool, network: str | None) -> Program:
+def program_of(unit, filename: str, overrides=None, plain: bool = False, network: str | None = None) -> Program:
+    """Compile an already loaded file (`archlang.compiler.load_file`) into its Program."""
     def rebuild_one(name: str):
-        return lambda arguments: _program(unit, filename, arguments, plain, name)[name]
+        return lambda arguments: program_of(unit, filename, arguments, plain, name)[name]
 
     irs = compile_units(unit, filename, overrides, plain=plain, only=network)
     return Program({name: Network(ir, plain, filename, rebuild_one(name)) for name, ir in irs.items()}, filename)

@@ -288,13 +288,13 @@ def _signature(name: str, params) -> str:
 def cmd_list(args) -> int:
     from pathlib import Path
 
-    from archlang.api import compile_file
+    from archlang.api import program_of
     from archlang.compiler import load_file
 
     unit = load_file(args.file)
     nets = []
-    if unit.file.networks:
-        program = compile_file(args.file, _overrides(args.overrides), plain=args.plain, network=args.network)
+    if unit.file.networks:  # a file of defs alone (for `use`) is listed too
+        program = program_of(unit, args.file, _overrides(args.overrides), plain=args.plain, network=args.network)
         nets = [(n, next(a for a in unit.file.networks if a.name == n.name)) for n in program]
     defs = [(name, d, home) for name, (d, home) in unit.defs.items()]
     here = Path(args.file).resolve()

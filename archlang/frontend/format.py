@@ -287,19 +287,19 @@ def format_source(text: str) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def _strip(value):
+def without_positions(value):
     """A parsed program without its source positions, for comparing two layouts of it."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return (type(value).__name__,) + tuple(
-            _strip(getattr(value, f.name)) for f in dataclasses.fields(value)
+            without_positions(getattr(value, f.name)) for f in dataclasses.fields(value)
             if not isinstance(getattr(value, f.name), Span))
     if isinstance(value, list | tuple):
-        return tuple(_strip(v) for v in value)
+        return tuple(without_positions(v) for v in value)
     if isinstance(value, dict):
-        return tuple(sorted((k, _strip(v)) for k, v in value.items()))
+        return tuple(sorted((k, without_positions(v)) for k, v in value.items()))
     return value
 
 
 def same_ast(a: str, b: str, filename: str = "<string>") -> bool:
     """Whether two sources parse to the same program (positions aside)."""
-    return _strip(parse(a, filename)) == _strip(parse(b, filename))
+    return without_positions(parse(a, filename)) == without_positions(parse(b, filename))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from archlang.errors import ArchError
 from archlang.train.data import Data, DataError, load
-from archlang.train.loop import Settings, Trainer, TrainError
+from archlang.train.loop import Settings, Trainer, TrainError, resolve_device
 
 __all__ = ["Data", "DataError", "Settings", "TrainError", "check_fit", "run"]
 
@@ -59,10 +59,8 @@ def run(net, settings: Settings, out: Path, resume: bool, nproc: int, argv: list
     rank = int(os.environ.get("RANK", "0"))
     if nproc < 1:
         raise TrainError("--nproc is at least 1")
-    if settings.device == "cuda" and not torch.cuda.is_available():
-        raise TrainError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
-    if nproc > 1 and settings.device != "cpu" and torch.cuda.is_available() \
-            and nproc > torch.cuda.device_count():
+    device = resolve_device(settings.device, 0)  # an unusable --device fails before the data is read
+    if nproc > 1 and device.type == "cuda" and nproc > torch.cuda.device_count():
         raise TrainError(f"--nproc {nproc}: this machine has {torch.cuda.device_count()} CUDA devices "
                          "(use at most that many, or --device cpu)")
     if not worker and not resume and (out / "checkpoint.pt").exists():

@@ -80,7 +80,7 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def _device(name: str, local_rank: int) -> torch.device:
+def resolve_device(name: str, local_rank: int) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
@@ -115,15 +115,14 @@ def save_torch(path: Path, obj) -> None:
 
 
 class Trainer:
-    def __init__(self, net, data: Data, settings: Settings, out: Path, resume: bool, log: Progress | None = None):
+    def __init__(self, net, data: Data, settings: Settings, out: Path, resume: bool):
         self.net, self.data, self.s, self.out = net, data, settings, out
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = _device(settings.device, self.local_rank)
+        self.device = resolve_device(settings.device, self.local_rank)
         self.main = self.rank == 0
         self.resume = resume
-        self.log = log
 
     # ---- set-up ----
 
@@ -202,8 +201,7 @@ class Trainer:
         steps = len(loader)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16 if s.amp == "bf16" else torch.float16,
                                   enabled=s.amp != "off")
-        progress = self.log or Progress(s.epochs, steps, enabled=self.main)
-        progress.steps = steps
+        progress = Progress(s.epochs, steps, enabled=self.main)
         if self.main:
             progress.line(f"{self.net.name}: {self.data.describe()}; {s.epochs} epochs of {steps} steps, "
                           f"batch {s.batch_size}{f' x {self.world} processes' if self.world > 1 else ''}, "
