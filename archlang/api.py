@@ -103,8 +103,20 @@ class Network:
 
     @property
     def projections(self) -> list[Node]:
-        """The inserted shortcut nodes (Ws convs/linears and zero-pad shortcuts)."""
-        return [n for n in self.ir.nodes if n.role == "ws" and n.op in ("conv", "dense", "_pad")]
+        """The inserted shortcuts, one node each: the conv or linear of a Ws projection, or
+        the zero-pad shortcut."""
+        return [s.items[0] for s in self.ir.root.walk_scopes() if s.is_shortcut]
+
+    def shortcut_summary(self) -> list[str]:
+        """`Ws projection at layer2.0.ws (64x56x56 → 128x28x28)`, one line per inserted shortcut."""
+        from archlang.backends.describe import shortcut_kind
+
+        lines = []
+        for scope in self.ir.root.walk_scopes():
+            if scope.is_shortcut:
+                nodes = list(scope.walk_nodes())
+                lines.append(f"{shortcut_kind(nodes)} at {scope.path} ({nodes[0].in_shapes[0]} → {nodes[-1].shape})")
+        return lines
 
     @property
     def notes(self) -> list[str]:
@@ -151,11 +163,10 @@ class Network:
         Other parameter values (`to_torch(classes=10)`) compile the network again with them,
         so every shape is checked for those values too."""
         from archlang.backends.loading import load_module
-        from archlang.backends.pytorch import class_name
 
         net = self.with_arguments(**arguments)
         module = load_module(net.source(), f"<archlang {net.name}>", net.name)
-        return getattr(module, class_name(net.name))()
+        return getattr(module, net.ir.class_name)()
 
     def __repr__(self) -> str:
         shape_in = "x".join(map(str, self.input_shape))

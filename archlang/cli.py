@@ -85,10 +85,8 @@ def cmd_check(args) -> int:
     for net in program:
         print(f"{net.name:<{width}}  {_shape(net.input_shape)} → {_shape(net.output_shape)}  "
               f"{net.params:,} params")
-        for node in net.projections:
-            kind = "zero-pad shortcut" if node.op == "_pad" else "Ws projection"
-            print(f"{'':<{width}}  {kind} at {node.path.rsplit('.', 1)[0]} "
-                  f"({_shape(node.in_shapes[0].dims)} → {_shape(node.shape.dims)})")
+        for line in net.shortcut_summary():
+            print(f"{'':<{width}}  {line}")
         for note in net.notes:
             print(f"{'':<{width}}  note: {note}")
     return 0

@@ -20,14 +20,15 @@ class _NoReuse(Elaborator):
 
 def _dump(network: archlang.Network) -> tuple:
     ir = network.ir
+    scope_of = ir.scopes_of_nodes()
     nodes = [(n.id, n.op, sorted(n.attrs.items()), n.inputs, n.in_shapes, n.shape, n.span, n.role, n.note,
-              n.name, n.path, n.scope.path if n.scope is not None else None) for n in ir.nodes]
+              n.name, n.path, scope_of[n.id].path) for n in ir.nodes]
 
     def tree(scope: Scope) -> tuple:
-        return (scope.kind, scope.def_name, scope.label, scope.span, scope.path, scope.repeat,
+        return (scope.kind, scope.def_name, scope.label, scope.span, scope.path, scope.repeat, scope.container,
                 tuple(tree(i) if isinstance(i, Scope) else i.id for i in scope.items))
 
-    return nodes, tree(ir.root), ir.notes, ir.output_id
+    return nodes, tree(ir.root), ir.notes, ir.output_id, ir.fingerprint()
 
 
 def _both(compile_fn, monkeypatch):

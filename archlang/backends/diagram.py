@@ -12,19 +12,13 @@ from dataclasses import dataclass, field
 
 import graphviz
 
-from archlang.backends.describe import describe_block
-from archlang.compiler.ir import NetworkIR, Node, Scope
+from archlang.backends.describe import describe_block, shortcut_kind
+from archlang.compiler.ir import Container, NetworkIR, Node, Role, Scope, ScopeKind
 from archlang.compiler.ops import REGISTRY, describe, node_cost
 
 DEFAULT_DEPTH = 2
 FONT = "Helvetica"
 WS_COLOUR = "#d9822b"
-FILL = {  # by op family: muted colours that print well
-    "conv": "#dbe8f6", "fc": "#e6def5", "bn": "#eeeeee", "lrn": "#eeeeee", "maxpool": "#fbe3d6",
-    "avgpool": "#fbe3d6", "gap": "#fbe3d6", "dropout": "#f5f5f5", "flatten": "#f5f5f5",
-    "relu": "#e1f0dc", "relu6": "#e1f0dc", "tanh": "#e1f0dc", "sigmoid": "#e1f0dc", "gelu": "#e1f0dc",
-    "silu": "#e1f0dc", "softmax": "#e1f0dc",
-}
 BLOCK_FILL = "#f4f7fb"
 LEGEND_WS = (f'<tr><td border="1" style="dashed" color="{WS_COLOUR}" bgcolor="#fdf0e2">  Ws  </td>'
              f'<td align="left">inserted shortcut: projection or zero-pad</td></tr>')
@@ -55,9 +49,9 @@ def _signature(scope: Scope) -> tuple:
                  for n in scope.walk_nodes())
 
 
-def _scope_of(node: Node, root: Scope) -> list[Scope]:
+def _chain(scope: Scope, root: Scope) -> list[Scope]:
+    """The blocks from the root (excluded) down to `scope`."""
     chain = []
-    scope = node.scope
     while scope is not None and scope is not root:
         chain.append(scope)
         scope = scope.parent
@@ -85,13 +79,14 @@ def _layout(ir: NetworkIR, depth: int | None) -> tuple[list[_Box], dict[int, _Bo
                     runs[id(item)] = item.path
     boxes: dict[str, _Box] = {}
     of_node: dict[int, _Box] = {}
+    scope_of = ir.scopes_of_nodes()
     for node in ir.nodes:
-        if node.role == "implicit" and node.inputs:  # an inserted flatten is drawn as part of its input
+        if node.role is Role.IMPLICIT and node.inputs:  # an inserted flatten is drawn as part of its input
             of_node[node.id] = of_node[node.inputs[0]]
             continue
-        chain = _scope_of(node, ir.root) if node.op != "_input" else []
-        # a Ws scope of one node needs no frame of its own
-        chain = [s for s in chain if not (s.kind == "ws" and len(s.items) == 1)]
+        chain = _chain(scope_of[node.id], ir.root)
+        # a shortcut block of one node needs no frame of its own
+        chain = [s for s in chain if not (s.is_shortcut and len(s.items) == 1)]
         if depth is not None and len(chain) >= depth:
             collapsed = chain[depth - 1]
             key = "block:" + runs.get(id(collapsed), collapsed.path)
@@ -113,20 +108,22 @@ def _html(text: str) -> str:
 def _block_label(box: _Box) -> str:
     first, n = box.scopes[0], len(box.scopes)
     leaf = first.path.rsplit(".", 1)[-1]
-    name = leaf if not leaf.isdigit() else first.path  # inside its cluster, `branch2` says enough
+    in_list = first.parent is not None and first.parent.container is Container.LIST
+    name = first.path if in_list else leaf  # inside its cluster, `branch2` says enough; `0` does not
     if n > 1:
         name += f" – {box.scopes[-1].path.rsplit('.', 1)[-1]}"
-    if first.kind == "ws":
-        kind = "zero-pad shortcut" if any(x.op == "_pad" for x in box.nodes) else "Ws"
+    if first.is_shortcut:
+        kind = shortcut_kind(box.nodes)
+        kind = "Ws" if kind == "Ws projection" else kind
         what = " > ".join(describe(x.op, x.attrs) for x in box.nodes)
         return f'<<b>{_html(kind)}</b><br/><font point-size="10">{_html(what)}</font>>'
     what = describe_block(first)
     params = sum(node_cost(x).params for x in box.nodes)
     badge = f' <font color="{WS_COLOUR}"><b>×{n}</b></font>' if n > 1 else ""
     extra = []
-    if any(x.role == "ws" and x.op != "_pad" for x in box.nodes):
+    if any(x.role is Role.PROJECTION for x in box.nodes):
         extra.append(f'<font color="{WS_COLOUR}">+Ws</font>')
-    if any(x.op == "_pad" for x in box.nodes):
+    if any(x.role is Role.PAD for x in box.nodes):
         extra.append(f'<font color="{WS_COLOUR}">+zero-pad</font>')
     stats = f"{_short(params)} params" + "".join(f" {e}" for e in extra)
     return (f'<<b>{_html(name)}</b>{badge}<br/>{_html(what)}<br/>'
@@ -142,27 +139,29 @@ def _short(n: int) -> str:
 
 def _node_attrs(box: _Box) -> dict[str, str]:
     if box.scopes:
-        ws = box.scopes[0].kind == "ws"
+        ws = box.scopes[0].is_shortcut
         attrs = {"label": _block_label(box), "shape": "box", "style": "rounded,filled" + (",dashed" if ws else ""),
                  "fillcolor": "#fdf0e2" if ws else BLOCK_FILL}
         if ws:
             attrs["color"] = WS_COLOUR
         return attrs
     node = box.nodes[0]
-    if node.op == "_input":
-        return {"label": f"input {_fmt(node.shape.dims)}", "shape": "oval", "style": "filled",
+    draw = REGISTRY[node.op].draw
+    if node.role is Role.INPUT:
+        return {"label": f"input {_fmt(node.shape.dims)}", "shape": draw.shape, "style": "filled",
                 "fillcolor": "white"}
-    if node.op == "_add":
-        return {"label": "+", "shape": "circle", "width": "0.3", "fixedsize": "true", "fontsize": "14"}
-    if node.op == "_concat":
-        return {"label": "concat", "shape": "box", "style": "rounded", "height": "0.25", "fontsize": "10"}
-    text = describe(node.op, node.attrs)
-    if node.role == "ws":
-        attrs = {"label": f"<<b>Ws</b> {_html(text)}>" if node.op != "_pad" else "zero-pad shortcut", "shape": "box",
-                 "style": "filled,dashed", "color": WS_COLOUR, "fillcolor": "#fdf0e2"}
-        return attrs
-    return {"label": text, "shape": "box", "style": "filled",
-            "fillcolor": FILL.get(REGISTRY[node.op].family, "white")}
+    if draw.compact and draw.shape == "circle":
+        return {"label": draw.text, "shape": "circle", "width": "0.3", "fixedsize": "true", "fontsize": "14"}
+    if draw.compact:
+        return {"label": draw.text, "shape": draw.shape, "style": "rounded", "height": "0.25", "fontsize": "10"}
+    text = draw.text or describe(node.op, node.attrs)
+    if node.role is Role.PROJECTION:
+        return {"label": f"<<b>Ws</b> {_html(text)}>", "shape": "box", "style": "filled,dashed",
+                "color": WS_COLOUR, "fillcolor": "#fdf0e2"}
+    if node.role is Role.PAD:
+        return {"label": "zero-pad shortcut", "shape": "box", "style": "filled,dashed", "color": WS_COLOUR,
+                "fillcolor": "#fdf0e2"}
+    return {"label": text, "shape": draw.shape, "style": "filled", "fillcolor": draw.fill}
 
 
 def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
@@ -197,11 +196,11 @@ def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
                 graph.node(ids[item.key], **_node_attrs(item))
                 continue
             scope = item
-            ws = scope.kind == "ws"
+            ws = scope.is_shortcut
             number = cluster_numbers.setdefault(id(scope), len(cluster_numbers))
             with graph.subgraph(name=f"cluster_{number}") as sub:
-                name = scope.path.rsplit(".", 1)[-1]
-                label = "Ws" if ws else "" if scope.kind == "branch" else scope.path if name.isdigit() else name
+                in_list = scope.parent is not None and scope.parent.container is Container.LIST
+                label = "Ws" if ws else "" if scope.kind is ScopeKind.BRANCH else scope.path if in_list else scope.name
                 sub.attr(label=label, style="rounded,dashed" if ws else "rounded,filled",
                          color=WS_COLOUR if ws else "#b8c4d6", fillcolor="white" if ws else BLOCK_FILL,
                          fontsize="11", labeljust="l", fontcolor=WS_COLOUR if ws else "#333333")
@@ -218,13 +217,14 @@ def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
             if a == b or (a, b) in seen:
                 continue
             seen.add((a, b))
-            shortcut = node.role == "ws" or ir.nodes[src].role == "ws"
+            shortcut = node.role.is_shortcut or ir.nodes[src].role.is_shortcut
             g.edge(a, b, label=" " + _fmt(ir.nodes[src].shape.dims),
                    **({"style": "dashed", "color": WS_COLOUR} if shortcut else {}))
     g.edge(ids[of_node[ir.output.id].key], out_id, label=" " + _fmt(ir.output.shape.dims))
 
-    if any(n.role == "ws" for n in ir.nodes):
-        sums = any(not box.scopes and box.nodes[0].op == "_add" for box in boxes)
+    if any(n.role.is_shortcut for n in ir.nodes):
+        sums = any(not box.scopes and box.nodes[0].role is Role.MERGE and REGISTRY[box.nodes[0].op].draw.text == "+"
+                   for box in boxes)
         rows = LEGEND_WS + (LEGEND_ADD if sums else "")
         g.node("legend", label=f'<<table border="0" cellborder="0" cellspacing="2" cellpadding="2">{rows}</table>>',
                shape="plaintext", fontsize="9")

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archlang.backends.describe import describe_block
-from archlang.compiler.ir import NetworkIR, Node
-from archlang.compiler.ops import describe, node_cost
+from archlang.compiler.ir import NetworkIR, Node, Role
+from archlang.compiler.ops import REGISTRY, describe, node_cost
 
 BYTES_PER_ELEMENT = 4  # float32
-VIEWS = ("flatten",)  # ops whose output shares its input's memory
 
 CONVENTION = [
     "MACs: multiply-accumulates of conv and dense, bias excluded, batch 1 (torchvision's published "
@@ -59,10 +58,10 @@ class Row:
         self.buffers += c.buffers
         self.macs += c.macs
         self.other_ops += c.other_ops
-        if node.op not in VIEWS and node.op != "_input":
+        if not REGISTRY[node.op].view and node.role is not Role.INPUT:
             self.activations += node.shape.numel
-        self.ws = self.ws or (node.role == "ws" and node.op != "_pad")
-        self.pad = self.pad or node.op == "_pad"
+        self.ws = self.ws or node.role is Role.PROJECTION
+        self.pad = self.pad or node.role is Role.PAD
         self.layers += 1
         self.shape = node.shape.dims
 
@@ -173,13 +172,11 @@ def build_report(ir: NetworkIR, depth: int | None = None) -> Report:
     if depth is not None and depth < 1:
         raise ValueError("depth must be at least 1")
     scopes = {s.path: s for s in ir.root.walk_scopes() if s.path}
-    rows: dict[str, Row] = {}
+    # the input row is keyed apart from the layers: a layer may be labelled `input` too
+    rows: dict[str | None, Row] = {None: Row("input", "input", "input", ir.input.shape.dims)}
     total = Row("total", "", "total", ir.output.shape.dims)
-    for node in ir.nodes:
+    for node in ir.nodes[1:]:
         parts = node.path.split(".")
-        if node.op == "_input":
-            rows["input"] = Row("input", "input", "input", node.shape.dims)
-            continue
         total.add(node)
         if depth is not None and len(parts) > depth:
             key, kind = ".".join(parts[:depth]), "block"
@@ -195,10 +192,9 @@ def build_report(ir: NetworkIR, depth: int | None = None) -> Report:
     def blocks(nodes):
         return list(dict.fromkeys(n.path.rsplit(".", 1)[0] if "." in n.path else "" for n in nodes))
 
-    ws = [n for n in ir.nodes if n.role == "ws"]
     return Report(ir.name, dict(ir.arguments), ir.input.shape.dims, ir.output.shape.dims, depth,
-                  list(rows.values()), total, blocks(n for n in ws if n.op != "_pad"),
-                  blocks(n for n in ws if n.op == "_pad"))
+                  list(rows.values()), total, blocks(n for n in ir.nodes if n.role is Role.PROJECTION),
+                  blocks(n for n in ir.nodes if n.role is Role.PAD))
 
 
 # ---- diff ----

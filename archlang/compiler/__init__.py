@@ -1,5 +1,6 @@
-"""The compiler: loads files (loader), expands them into IR graphs (elaborate), and runs the
-passes.  `compile_program` is its entry point; it never imports torch."""
+"""The compiler: loads files (loader), expands them into IR graphs (elaborate, with values,
+binding, replay and the lowering rules), and runs the passes (archlang.compiler.passes).
+`load_file`/`load_source` then `compile_units` are its entry points; it never imports torch."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from archlang.compiler.elaborate import Elaborator, Env, evaluate
+from archlang.compiler.elaborate import Elaborator
 from archlang.compiler.ir import NetworkIR
 from archlang.compiler.loader import Loader, Unit
-from archlang.compiler.passes import lint, name_blocks, resolve_bias
+from archlang.compiler.passes import run_passes
+from archlang.compiler.values import Env, evaluate
 from archlang.errors import ArchError, did_you_mean, whole_file
 from archlang.frontend import ast
 
@@ -79,11 +81,7 @@ def compile_units(unit: Unit, main_file: str, overrides: dict[str, Any] | None =
     try:
         for net in nets:
             args = _arguments(net, unit, {k: v for k, v in overrides.items() if k in {p.name for p in net.params}})
-            ir = Elaborator(net, unit, args, plain=plain).run()
-            resolve_bias(ir)
-            name_blocks(ir)
-            lint(ir)
-            result[net.name] = ir
+            result[net.name] = run_passes(Elaborator(net, unit, args, plain=plain).run())
     finally:
         sys.setrecursionlimit(old)
     return result

@@ -1,11 +1,15 @@
-"""The IR: typed tensor shapes and nodes (pydantic), a network's graph (networkx) and its
-block scopes.  Built by archlang.compiler.elaborate; read by passes and backends."""
+"""The IR: typed tensor shapes, immutable nodes, a network's graph (a node list in topological
+order, with a networkx view on demand) and its tree of block scopes.
+
+Built by archlang.compiler.elaborate, finished by the passes in archlang.compiler.passes, read
+by the backends.  Nodes are frozen: a pass that changes one replaces it (`NetworkIR.replace`)."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
-
-from pydantic import BaseModel, ConfigDict
 
 from archlang.errors import Span
 
@@ -13,15 +17,36 @@ if TYPE_CHECKING:
     import networkx as nx
 
 
-class TensorType(BaseModel):
-    """The shape of one sample: (C, H, W) or a feature vector (F,).  Batch is implicit."""
+class Layout(StrEnum):
+    """What the dimensions of a tensor mean (batch is implicit)."""
 
-    model_config = ConfigDict(frozen=True)
+    IMAGE = "CxHxW"
+    VECTOR = "F"
+
+    @property
+    def noun(self) -> str:
+        return {Layout.IMAGE: "an image", Layout.VECTOR: "a vector"}[self]
+
+
+_LAYOUT_OF_RANK = {3: Layout.IMAGE, 1: Layout.VECTOR}
+
+
+@dataclass(frozen=True, slots=True)
+class TensorType:
+    """The shape of one sample and its layout: (C, H, W) images or (F,) feature vectors."""
+
     dims: tuple[int, ...]
+    layout: Layout = None  # type: ignore[assignment]  # derived from the rank when not given
+
+    def __post_init__(self) -> None:
+        if self.layout is None:
+            if len(self.dims) not in _LAYOUT_OF_RANK:
+                raise ValueError(f"no layout has rank {len(self.dims)}: {self.dims}")
+            object.__setattr__(self, "layout", _LAYOUT_OF_RANK[len(self.dims)])
 
     @property
     def is_vector(self) -> bool:
-        return len(self.dims) == 1
+        return self.layout is Layout.VECTOR
 
     @property
     def c(self) -> int:
@@ -47,40 +72,69 @@ class TensorType(BaseModel):
 
 
 def shape(*dims: int) -> TensorType:
-    return TensorType(dims=tuple(dims))
+    return TensorType(tuple(dims))
 
 
-class Node(BaseModel):
-    """One operation in the graph.  `attrs` are fully resolved (no 'auto', no 'same')."""
+class Role(StrEnum):
+    """Why a node is in the graph."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    LAYER = "layer"  # written by the user
+    INPUT = "input"  # the network input
+    MERGE = "merge"  # the join of branches: a sum or a concat
+    PROJECTION = "ws"  # part of an inserted Ws projection (He et al. option B/C)
+    PAD = "pad"  # an inserted zero-pad shortcut (option A)
+    IMPLICIT = "implicit"  # inserted by the compiler to make a layer fit (the flatten before a dense)
+
+    @property
+    def is_shortcut(self) -> bool:
+        return self in (Role.PROJECTION, Role.PAD)
+
+
+class ScopeKind(StrEnum):
+    NETWORK = "network"
+    LABEL = "label"  # `name = ...`
+    CALL = "call"  # a def call (or sugar such as inception[...])
+    SHORTCUT = "ws"  # an inserted Ws projection or zero-pad shortcut
+    BRANCH = "branch"  # one branch of a concat, or of a sum of several main branches
+
+
+class Container(StrEnum):
+    """How a block holds its children in the generated module."""
+
+    MODULE = "module"  # children are named attributes
+    LIST = "list"  # children are numbered 0, 1, ... (a repeated stage, as torchvision's layer1[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One operation in the graph.  `attrs` are fully resolved (no 'auto', no 'same') and are
+    never changed once the node is built; `name` and `path` come from the naming pass."""
 
     id: int
     op: str
     attrs: dict[str, Any]
-    inputs: list[int]
-    in_shapes: list[TensorType]
+    inputs: tuple[int, ...]
+    in_shapes: tuple[TensorType, ...]
     shape: TensorType
     span: Span
-    scope: Any = None  # the Scope it belongs to
-    role: str = "layer"  # layer | input | merge | ws | implicit
-    name: str = ""  # leaf name inside its scope, given by the naming pass
-    path: str = ""  # dotted path from the network root, e.g. layer2.0.conv1
+    role: Role = Role.LAYER
     note: str | None = None
+    name: str = ""  # its attribute name inside its block
+    path: str = ""  # its qualified name from the network root, e.g. layer2.0.conv1
 
 
 class Scope:
-    """A named block: a label, a def call, a Ws projection or a branch of a concat.
+    """A named block: a label, a def call, a shortcut or a branch.
 
     `items` keeps nodes and child scopes in creation order, which is also the order in which
-    the PyTorch backend registers modules.
-    """
+    the PyTorch backend registers modules.  `name`, `path` and `container` come from the
+    naming pass (archlang.compiler.passes.naming), the one place that names things."""
 
-    __slots__ = ("kind", "def_name", "label", "span", "parent", "items", "name", "path", "repeat")
+    __slots__ = ("kind", "def_name", "label", "span", "parent", "items", "name", "path", "repeat", "container")
 
-    def __init__(self, kind: str, span: Span, parent: Scope | None = None,
+    def __init__(self, kind: ScopeKind, span: Span, parent: Scope | None = None,
                  def_name: str | None = None, label: str | None = None):
-        self.kind = kind  # network | label | call | ws | branch
+        self.kind = kind
         self.def_name = def_name
         self.label = label
         self.span = span
@@ -89,6 +143,7 @@ class Scope:
         self.name = label or ""
         self.path = ""
         self.repeat: int | None = None
+        self.container = Container.MODULE
 
     def walk_nodes(self):
         for item in self.items:
@@ -103,25 +158,34 @@ class Scope:
             if isinstance(item, Scope):
                 yield from item.walk_scopes()
 
+    @property
+    def is_shortcut(self) -> bool:
+        return self.kind is ScopeKind.SHORTCUT
+
     def __repr__(self) -> str:
         return f"Scope({self.kind} {self.path or self.name!r}, {len(self.items)} items)"
 
 
+@dataclass
 class NetworkIR:
-    """A compiled network: its graph of Nodes in creation (= topological) order, its scopes,
-    and the argument values it was compiled with."""
+    """A compiled network: its Nodes in creation (= topological) order, its scopes, and the
+    argument values it was compiled with."""
 
-    def __init__(self, name: str, arguments: dict[str, Any], span: Span, settings: dict[str, str]):
-        self.name = name
-        self.arguments = arguments
-        self.span = span
-        self.settings = settings  # file-level settings of the network's file
-        self.nodes: list[Node] = []
-        self._consumers: list[list[int]] = []
-        self._graph: nx.DiGraph | None = None
-        self.root = Scope("network", span, label=name)
-        self.notes: list[str] = []
-        self.output_id: int | None = None  # set when elaboration ends
+    name: str
+    arguments: dict[str, Any]
+    span: Span
+    settings: dict[str, str]  # file-level settings of the network's file
+    nodes: list[Node] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    output_id: int | None = None  # set when elaboration ends
+    class_name: str = ""  # the generated module's class, from the naming pass
+    parameter_names: dict[str, str] = field(default_factory=dict)  # argument → its Python name, likewise
+    root: Scope = field(init=False)
+    _consumers: list[list[int]] = field(default_factory=list, repr=False)
+    _graph: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.root = Scope(ScopeKind.NETWORK, self.span, label=self.name)
 
     def add(self, node: Node) -> Node:
         assert node.id == len(self.nodes)
@@ -131,6 +195,30 @@ class NetworkIR:
             self._consumers[src].append(node.id)
         self._graph = None
         return node
+
+    def replace(self, node: Node, scope: Scope | None) -> None:
+        """Puts `node` (a changed copy of the node with its id) in place of the old one, in the
+        node list and in `scope`'s items (None: the node is in no scope, as the input)."""
+        old = self.nodes[node.id]
+        assert old.inputs == node.inputs, "a pass may not rewire the graph by replacing a node"
+        self.nodes[node.id] = node
+        if scope is not None:
+            for i, item in enumerate(scope.items):
+                if item is old:
+                    scope.items[i] = node
+                    break
+            else:  # pragma: no cover - a pass passing the wrong scope is a bug
+                raise AssertionError(f"node {node.id} is not in {scope!r}")
+        self._graph = None
+
+    def scopes_of_nodes(self) -> dict[int, Scope]:
+        """node id → the scope holding it (the input belongs to the root)."""
+        found = {self.input.id: self.root}
+        for scope in self.root.walk_scopes():
+            for item in scope.items:
+                if isinstance(item, Node):
+                    found[item.id] = scope
+        return found
 
     @property
     def graph(self) -> nx.DiGraph:
@@ -155,3 +243,17 @@ class NetworkIR:
 
     def consumers(self, node_id: int) -> list[Node]:
         return [self.nodes[d] for d in dict.fromkeys(self._consumers[node_id])]
+
+    def fingerprint(self) -> str:
+        """A digest of everything the backends read: the arguments, and every node's op,
+        attributes, shapes, role, qualified name and inputs, and every block's name and
+        container.  Two compilations with equal fingerprints give the same module, report
+        and diagram; `archc fmt` compares them to prove a reformatting changed nothing."""
+        h = hashlib.sha256()
+        h.update(repr((self.name, sorted(self.arguments.items()), self.output_id)).encode())
+        for n in self.nodes:
+            h.update(repr((n.id, n.op, sorted(n.attrs.items(), key=repr), n.inputs, n.shape.dims,
+                           n.shape.layout, n.role, n.path)).encode())
+        for s in self.root.walk_scopes():
+            h.update(repr((s.path, s.kind, s.container, s.def_name, len(s.items))).encode())
+        return h.hexdigest()

@@ -1,10 +1,13 @@
-"""The op registry: each built-in op keeps its arguments, shape rule, parameter, buffer and
-MAC counts (and, in the PyTorch backend's table, its emission) in one OpSpec."""
+"""The op registry: one OpSpec per op holds everything about it — arguments and flags, the
+shape rule, parameter, buffer, MAC and other-op counts, its label, its PyTorch emission (as
+text: nothing here imports torch), how diagrams draw it, how reports treat it, its doc line
+and the examples the tests run.  Every other part of archc dispatches through the spec: an op
+is added by registering one entry (see archlang/compiler/ops/layers.py)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,17 +15,28 @@ from archlang.compiler.ir import Node, TensorType
 
 
 class ShapeError(Exception):
-    """An op cannot take its input; the elaborator adds the source span."""
+    """An op cannot take its inputs; the elaborator adds the source span (of input `index`'s
+    branch when the fault is one input's)."""
+
+    def __init__(self, message: str, index: int | None = None):
+        super().__init__(message)
+        self.index = index
 
 
 class ArgError(Exception):
     """An argument value is invalid; the elaborator adds the span of the argument."""
 
 
+class InternalError(Exception):
+    """An op's spec lacks what a backend needs: a bug in archc, never a user error."""
+
+
 Attrs = dict[str, Any]
+Inputs = Sequence[TensorType]
+Count = Callable[[Attrs, Inputs, TensorType], int]
 
 
-def _zero(attrs: Attrs, inp: TensorType, out: TensorType) -> int:
+def _zero(attrs: Attrs, ins: Inputs, out: TensorType) -> int:
     return 0
 
 
@@ -36,40 +50,106 @@ class Arg:
 
 
 @dataclass(frozen=True)
+class Emit:
+    """How the PyTorch backend writes an op, as source text.
+
+    `module` gives the constructor of an nn.Module child (`nn.Conv2d(3, 64, 7, ...)`), called
+    on the op's one input; `call` gives an expression over the inputs' variable names instead
+    (`a + b`, `torch.cat([a, b], dim=1)`), for ops that are not modules.  `helper` is the
+    source of a class the constructor names, written once into any file that uses the op;
+    `imports` are the modules the text needs beyond `from torch import nn`."""
+
+    module: Callable[[Attrs, Inputs, TensorType], str] | None = None
+    call: Callable[[list[str], Attrs], str] | None = None
+    helper: str | None = None
+    imports: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        assert (self.module is None) != (self.call is None), "an op is emitted as a module or as a call"
+
+
+@dataclass(frozen=True)
+class Draw:
+    """How diagrams draw one node of the op."""
+
+    fill: str = "white"
+    shape: str = "box"  # a graphviz node shape
+    text: str | None = None  # a fixed label (`+`, `concat`); None: the op's label
+    compact: bool = False  # a small node without a fill (merges)
+
+
+@dataclass(frozen=True)
+class Example:
+    """A line that uses the op, and the input it runs on: the registry test compiles it,
+    builds the PyTorch module and compares its shape, parameters and MACs with torch."""
+
+    text: str
+    input: str = "8x12x12"
+
+
+@dataclass(frozen=True)
 class OpSpec:
     name: str
     family: str  # leaf name stem in generated modules: conv, bn, relu, fc, ...
-    infer: Callable[[Attrs, TensorType], TensorType]
+    infer: Callable[[Attrs, Inputs], TensorType]
+    doc: str
+    examples: tuple[Example, ...] = ()
+    emit: Emit | None = None
+    draw: Draw = Draw()
     args: dict[str, Arg] = field(default_factory=dict)
     positional: tuple[str, ...] = ()
     flags: dict[str, tuple[str, Any]] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     kernel: bool = False  # takes a KxK suffix (conv3x3)
-    params: Callable[[Attrs, TensorType, TensorType], int] = _zero
-    buffers: Callable[[Attrs, TensorType, TensorType], int] = _zero
-    macs: Callable[[Attrs, TensorType, TensorType], int] = _zero
+    # arguments whose default comes from a file setting: {argument: setting}
+    settings: dict[str, str] = field(default_factory=dict)
+    multi_input: bool = False  # joins several tensors (a sum, a concat)
+    flatten_input: bool = False  # wants a vector: an image input is flattened first (dense)
+    absorbs_bias: bool = False  # normalises away a bias right before it (`bias=auto` drops that bias)
+    view: bool = False  # its output shares its input's memory (reports count no activations)
+    main: bool = False  # names a block in short descriptions (`conv1x1 64 > conv3x3 64`)
+    params: Count = _zero
+    buffers: Count = _zero
+    macs: Count = _zero
     # elementwise work outside the headline (BN, activations, pools, adds): the "other ops" column
-    other_ops: Callable[[Attrs, TensorType, TensorType], int] = _zero
+    other_ops: Count = _zero
     # how reports and diagrams show one node: `conv3x3 128 /2`; None: the op's name
     label: Callable[[Attrs], str] | None = None
-    doc: str = ""
+
+    @property
+    def structural(self) -> bool:
+        """Made by the compiler (the input, sums, concats, shortcuts); a program cannot call it."""
+        return self.name.startswith("_")
 
 
 REGISTRY: dict[str, OpSpec] = {}
 _BY_NAME: dict[str, OpSpec] = {}
-BIAS_FLAGGED: set[str] = set()  # ops whose flags set `bias` (so the `bias` setting applies to them)
 _LOOKUPS: dict[str, tuple[OpSpec, tuple[int, int] | None] | None] = {}
 KERNEL_RE = re.compile(r"^([a-z_]+?)([0-9]+)x([0-9]+)$")
 
 
 def register(spec: OpSpec) -> OpSpec:
+    """Adds an op; an incomplete spec fails here, at import, rather than in some backend later."""
+    assert spec.name not in REGISTRY, f"op {spec.name} registered twice"
+    assert spec.doc, f"op {spec.name} has no doc line"
+    if spec.name != "_input":
+        assert spec.emit is not None, f"op {spec.name} has no PyTorch emission"
+        assert spec.examples, f"op {spec.name} has no example for the tests"
+    assert spec.emit is None or spec.emit.module is None or not spec.multi_input, spec.name
+    for key, setting in spec.settings.items():
+        assert key in spec.args or any(target == key for target, _ in spec.flags.values()), (spec.name, setting)
     REGISTRY[spec.name] = spec
-    if any(target == "bias" for target, _ in spec.flags.values()):
-        BIAS_FLAGGED.add(spec.name)
     for name in (spec.name, *spec.aliases):
         assert name not in _BY_NAME, name
         _BY_NAME[name] = spec
     return spec
+
+
+def spec_of(op: str) -> OpSpec:
+    try:
+        return REGISTRY[op]
+    except KeyError:
+        raise InternalError(f"no op '{op}' is registered") from None
 
 
 @dataclass(frozen=True)
@@ -83,10 +163,9 @@ class Cost:
 
 
 def node_cost(node: Node) -> Cost:
-    spec, a, out = REGISTRY[node.op], node.attrs, node.shape
-    inp = node.in_shapes[0] if node.in_shapes else out
-    return Cost(spec.params(a, inp, out), spec.buffers(a, inp, out), spec.macs(a, inp, out),
-                spec.other_ops(a, inp, out))
+    spec, a, out, ins = REGISTRY[node.op], node.attrs, node.shape, node.in_shapes
+    return Cost(spec.params(a, ins, out), spec.buffers(a, ins, out), spec.macs(a, ins, out),
+                spec.other_ops(a, ins, out))
 
 
 def describe(op: str, attrs: Attrs) -> str:
@@ -96,7 +175,7 @@ def describe(op: str, attrs: Attrs) -> str:
 
 
 def lookup(word: str) -> tuple[OpSpec, tuple[int, int] | None] | None:
-    """`conv3x3` → (conv spec, (3, 3)); `relu` → (relu spec, None); unknown → None."""
+    """`conv3x3` → (conv spec, (3, 3)); `relu` → (relu spec, None); unknown or structural → None."""
     if word in _LOOKUPS:
         return _LOOKUPS[word]
     if len(_LOOKUPS) < 4096:  # a small cache: programs use a handful of words many times
@@ -108,11 +187,11 @@ def lookup(word: str) -> tuple[OpSpec, tuple[int, int] | None] | None:
 def _lookup(word: str) -> tuple[OpSpec, tuple[int, int] | None] | None:
     spec = _BY_NAME.get(word)
     if spec is not None and not spec.kernel:
-        return spec, None
+        return None if spec.structural else (spec, None)
     m = KERNEL_RE.match(word)
     if m:
         spec = _BY_NAME.get(m.group(1))
-        if spec is not None and spec.kernel:
+        if spec is not None and spec.kernel and not spec.structural:
             return spec, (int(m.group(2)), int(m.group(3)))
     return None
 
@@ -121,9 +200,11 @@ def user_words() -> list[str]:
     """Names a user can write, for 'did you mean' hints (kernel ops shown as conv3x3)."""
     words = []
     for name, spec in _BY_NAME.items():
+        if spec.structural:
+            continue
         if spec.kernel:
             words += [f"{name}{k}x{k}" for k in (1, 3, 5, 7)]
-        elif not name.startswith("_"):
+        else:
             words.append(name)
     return words
 

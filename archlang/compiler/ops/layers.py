@@ -1,6 +1,7 @@
-"""The built-in ops of LANGUAGE.md §5 and the structural ops the compiler inserts.
+"""The built-in ops of LANGUAGE.md §5 and the structural ops the compiler inserts, one
+register() call each.
 
-Each `infer` checks the input, completes `attrs` with resolved values (padding as numbers,
+Each `infer` checks the inputs, completes `attrs` with resolved values (padding as numbers,
 input width) and returns the output shape."""
 
 from __future__ import annotations
@@ -8,6 +9,9 @@ from __future__ import annotations
 from archlang.compiler.ir import TensorType, shape
 from archlang.compiler.ops import (
     Arg,
+    Draw,
+    Emit,
+    Example,
     OpSpec,
     ShapeError,
     need_image,
@@ -21,10 +25,32 @@ from archlang.compiler.ops import (
     subsample_stride,
 )
 
+# diagram fills by kind: muted colours that print well
+CONV, DENSE, NORM, POOL, ACT, PLAIN = "#dbe8f6", "#e6def5", "#eeeeee", "#fbe3d6", "#e1f0dc", "#f5f5f5"
+
+
+def _pair(v):
+    """A kernel/stride/padding as PyTorch takes it: 3 for (3, 3), (1, 3) as is."""
+    if isinstance(v, tuple):
+        return v[0] if v[0] == v[1] else v
+    return v
+
+
+def _kwargs(**kw) -> str:
+    return "".join(f", {k}={v!r}" for k, v in kw.items() if v is not None)
+
+
+def _stride_text(stride) -> str:
+    if stride == 1:
+        return ""
+    return f" /{stride[0]}x{stride[1]}" if isinstance(stride, tuple) else f" /{stride}"
+
+
 # ---- conv ----
 
 
-def _conv_infer(a, inp: TensorType) -> TensorType:
+def _conv_infer(a, ins) -> TensorType:
+    inp = ins[0]
     need_image("conv", inp)
     a["in_c"] = inp.c
     if a.get("out") is None:
@@ -37,12 +63,6 @@ def _conv_infer(a, inp: TensorType) -> TensorType:
     a["padding"] = resolve_padding(a["padding"], a["kernel"], a["dilation"])
     h, w = spatial(f"conv{a['kernel'][0]}x{a['kernel'][1]}", inp, a["kernel"], a["stride"], a["padding"], a["dilation"])
     return shape(a["out"], h, w)
-
-
-def _stride_text(stride) -> str:
-    if stride == 1:
-        return ""
-    return f" /{stride[0]}x{stride[1]}" if isinstance(stride, tuple) else f" /{stride}"
 
 
 def _conv_label(a) -> str:
@@ -60,64 +80,93 @@ def _conv_weights(a) -> int:
     return a["out"] * (a["in_c"] // a["groups"]) * kh * kw
 
 
+def _conv_module(a, ins, out) -> str:
+    extra = _kwargs(stride=_pair(a["stride"]) if a["stride"] != 1 else None,
+                    padding=_pair(a["padding"]) if a["padding"] != (0, 0) else None,
+                    dilation=a["dilation"] if a["dilation"] != 1 else None,
+                    groups=a["groups"] if a["groups"] != 1 else None,
+                    bias=False if not a["bias"] else None)
+    return f"nn.Conv2d({a['in_c']}, {a['out']}, {_pair(a['kernel'])!r}{extra})"
+
+
 register(OpSpec(
-    name="conv", family="conv", kernel=True, infer=_conv_infer,
+    name="conv", family="conv", kernel=True, infer=_conv_infer, main=True,
     positional=("out",),
     args={"out": Arg(positive_int), "stride": Arg(positive_int, 1), "padding": Arg(padding_value),
           "groups": Arg(positive_int, 1), "dilation": Arg(positive_int, 1)},
     flags={"same": ("padding", "same"), "valid": ("padding", "valid"),
            "bias": ("bias", True), "nobias": ("bias", False)},
+    settings={"padding": "padding", "bias": "bias"},
     params=lambda a, i, o: _conv_weights(a) + (a["out"] if a["bias"] else 0),
     macs=lambda a, i, o: _conv_weights(a) * o.h * o.w,
     other_ops=lambda a, i, o: o.numel if a["bias"] else 0,  # the bias adds
     label=_conv_label,
+    emit=Emit(module=_conv_module),
+    draw=Draw(fill=CONV),
     doc="Conv2d; default width keeps C",
+    examples=(Example("conv3x3 16 /2 same"), Example("conv5x5 8 groups=4 dilation=2 padding=2 nobias"),
+              Example("conv1x3 6 valid bias"), Example("conv1x1 /3")),
 ))
 
 # ---- dense ----
 
 
-def _dense_infer(a, inp: TensorType) -> TensorType:
-    # The elaborator inserts the implicit flatten, so a dense always sees a vector here.
-    assert inp.is_vector
+def _dense_infer(a, ins) -> TensorType:
+    inp = ins[0]
+    if not inp.is_vector:  # pragma: no cover - the elaborator flattens first (flatten_input)
+        raise ShapeError(f"dense needs a feature vector, not {inp}")
     a["in_f"] = inp.c
     return shape(a["out"])
 
 
 register(OpSpec(
-    name="dense", family="fc", aliases=("fc", "linear"), infer=_dense_infer,
+    name="dense", family="fc", aliases=("fc", "linear"), infer=_dense_infer, main=True, flatten_input=True,
     positional=("out",),
     args={"out": Arg(positive_int, required=True)},
     flags={"bias": ("bias", True), "nobias": ("bias", False)},
+    settings={"bias": "bias"},
     params=lambda a, i, o: a["in_f"] * a["out"] + (a["out"] if a["bias"] else 0),
     macs=lambda a, i, o: a["in_f"] * a["out"],
     other_ops=lambda a, i, o: a["out"] if a["bias"] else 0,
     label=lambda a: f"dense {a['out']}",
+    emit=Emit(module=lambda a, i, o: f"nn.Linear({a['in_f']}, {a['out']}{', bias=False' if not a['bias'] else ''})"),
+    draw=Draw(fill=DENSE),
     doc="Linear; flattens a CxHxW input first",
+    examples=(Example("dense 10", "8x3x3"), Example("fc 5 nobias", "20"), Example("linear 7 bias", "12")),
 ))
 
 # ---- normalisation ----
 
 
-def _bn_infer(a, inp: TensorType) -> TensorType:
+def _bn_infer(a, ins) -> TensorType:
+    inp = ins[0]
     a["features"] = inp.c
     a["dims"] = 1 if inp.is_vector else 2
     return inp
 
 
+def _bn_module(a, ins, out) -> str:
+    extra = _kwargs(eps=a["eps"] if a["eps"] != 1e-5 else None,
+                    momentum=a["momentum"] if a["momentum"] != 0.1 else None)
+    return f"nn.BatchNorm{a['dims']}d({a['features']}{extra})"
+
+
 register(OpSpec(
-    name="bn", family="bn", infer=_bn_infer,
+    name="bn", family="bn", infer=_bn_infer, absorbs_bias=True,
     args={"eps": Arg(positive_float, 1e-5), "momentum": Arg(probability, 0.1)},
-    params=lambda a, i, o: 2 * i.c,
-    buffers=lambda a, i, o: 2 * i.c + 1,  # running mean, running var, num_batches_tracked
+    params=lambda a, i, o: 2 * o.c,
+    buffers=lambda a, i, o: 2 * o.c + 1,  # running mean, running var, num_batches_tracked
     other_ops=lambda a, i, o: o.numel,
+    emit=Emit(module=_bn_module),
+    draw=Draw(fill=NORM),
     doc="BatchNorm2d on CxHxW, BatchNorm1d on F",
+    examples=(Example("bn"), Example("bn eps=0.001 momentum=0.01", "16")),
 ))
 
 
-def _lrn_infer(a, inp: TensorType) -> TensorType:
-    need_image("lrn", inp)
-    return inp
+def _lrn_infer(a, ins) -> TensorType:
+    need_image("lrn", ins[0])
+    return ins[0]
 
 
 register(OpSpec(
@@ -125,21 +174,43 @@ register(OpSpec(
     args={"size": Arg(positive_int, 5), "alpha": Arg(positive_float, 1e-4),
           "beta": Arg(positive_float, 0.75), "k": Arg(positive_float, 1.0)},
     other_ops=lambda a, i, o: o.numel * a["size"],
+    emit=Emit(module=lambda a, i, o: f"nn.LocalResponseNorm({a['size']}, alpha={a['alpha']!r}, "
+                                     f"beta={a['beta']!r}, k={a['k']!r})"),
+    draw=Draw(fill=NORM),
     doc="LocalResponseNorm",
+    examples=(Example("lrn"), Example("lrn 3 alpha=0.001 beta=0.5 k=2")),
 ))
 
 # ---- activations ----
 
-for _act in ("relu", "relu6", "tanh", "sigmoid", "gelu", "silu", "softmax"):
-    register(OpSpec(name=_act, family=_act, infer=lambda a, inp: inp,
-                    other_ops=lambda a, i, o: o.numel,
-                    doc="softmax over channels" if _act == "softmax" else "activation"))
+
+def _same_shape(a, ins) -> TensorType:
+    return ins[0]
+
+
+def activation(name: str, module: str, doc: str = "activation") -> OpSpec:
+    """An elementwise activation: the shape is unchanged, one other op per element."""
+    return register(OpSpec(
+        name=name, family=name, infer=_same_shape, other_ops=lambda a, i, o: o.numel,
+        emit=Emit(module=lambda a, i, o: module), draw=Draw(fill=ACT), doc=doc,
+        examples=(Example(name), Example(name, "6")),
+    ))
+
+
+activation("relu", "nn.ReLU()")
+activation("relu6", "nn.ReLU6()")
+activation("tanh", "nn.Tanh()")
+activation("sigmoid", "nn.Sigmoid()")
+activation("gelu", "nn.GELU()")
+activation("silu", "nn.SiLU()")
+activation("softmax", "nn.Softmax(dim=1)", "softmax over channels")
 
 # ---- pools ----
 
 
 def _pool_infer(kind: str):
-    def infer(a, inp: TensorType) -> TensorType:
+    def infer(a, ins) -> TensorType:
+        inp = ins[0]
         need_image(kind, inp)
         kh, kw = a["kernel"]
         if a.get("stride") is None:
@@ -153,60 +224,160 @@ def _pool_infer(kind: str):
     return infer
 
 
-for _pool in ("maxpool", "avgpool"):
-    register(OpSpec(
-        name=_pool, family=_pool, kernel=True, infer=_pool_infer(_pool),
+def _pool_module(cls: str):
+    def emit(a, ins, out) -> str:
+        stride = _pair(a["stride"])
+        extra = _kwargs(stride=stride if stride != _pair(a["kernel"]) else None,
+                        padding=_pair(a["padding"]) if a["padding"] != (0, 0) else None)
+        return f"nn.{cls}({_pair(a['kernel'])!r}{extra})"
+
+    return emit
+
+
+def pool(name: str, cls: str) -> OpSpec:
+    return register(OpSpec(
+        name=name, family=name, kernel=True, infer=_pool_infer(name), main=True,
         args={"stride": Arg(positive_int), "padding": Arg(padding_value)},
         flags={"same": ("padding", "same"), "valid": ("padding", "valid")},
+        settings={"padding": "padding"},
         other_ops=lambda a, i, o: o.numel * a["kernel"][0] * a["kernel"][1],
-        label=lambda a, _pool=_pool: f"{_pool}{a['kernel'][0]}x{a['kernel'][1]}{_stride_text(a['stride'])}",
-        doc="MaxPool2d" if _pool == "maxpool" else "AvgPool2d",
+        label=lambda a: f"{name}{a['kernel'][0]}x{a['kernel'][1]}{_stride_text(a['stride'])}",
+        emit=Emit(module=_pool_module(cls)),
+        draw=Draw(fill=POOL),
+        doc=cls,
+        examples=(Example(f"{name}3x3 /2 same"), Example(f"{name}2x2"), Example(f"{name}3x3 /1 padding=1"),
+                  Example(f"{name}2x3 valid")),
     ))
+
+
+pool("maxpool", "MaxPool2d")
+pool("avgpool", "AvgPool2d")
 
 # ---- reshaping ----
 
 
-def _gap_infer(a, inp: TensorType) -> TensorType:
-    need_image("gap", inp)
-    return shape(inp.c, 1, 1)
+def _gap_infer(a, ins) -> TensorType:
+    need_image("gap", ins[0])
+    return shape(ins[0].c, 1, 1)
 
 
-register(OpSpec(name="gap", family="gap", infer=_gap_infer,
-                other_ops=lambda a, i, o: i.numel, doc="global average pool, CxHxW → Cx1x1"))
+register(OpSpec(
+    name="gap", family="gap", infer=_gap_infer, main=True,
+    other_ops=lambda a, i, o: i[0].numel,
+    emit=Emit(module=lambda a, i, o: "nn.AdaptiveAvgPool2d(1)"),
+    draw=Draw(fill=POOL),
+    doc="global average pool, CxHxW → Cx1x1",
+    examples=(Example("gap"),),
+))
 
+register(OpSpec(
+    name="flatten", family="flatten", infer=lambda a, ins: shape(ins[0].numel), view=True,
+    emit=Emit(module=lambda a, i, o: "nn.Flatten()"),
+    draw=Draw(fill=PLAIN),
+    doc="CxHxW → F",
+    examples=(Example("flatten"), Example("flatten", "5")),
+))
 
-def _flatten_infer(a, inp: TensorType) -> TensorType:
-    return shape(inp.numel)
-
-
-register(OpSpec(name="flatten", family="flatten", infer=_flatten_infer, doc="CxHxW → F"))
-
-register(OpSpec(name="dropout", family="dropout", infer=lambda a, inp: inp, positional=("p",),
-                args={"p": Arg(probability, 0.5)}, label=lambda a: f"dropout {a['p']:g}", doc="Dropout"))
+register(OpSpec(
+    name="dropout", family="dropout", infer=_same_shape, positional=("p",),
+    args={"p": Arg(probability, 0.5)},
+    label=lambda a: f"dropout {a['p']:g}",
+    emit=Emit(module=lambda a, i, o: f"nn.Dropout({a['p']!r})"),
+    draw=Draw(fill=PLAIN),
+    doc="Dropout",
+    examples=(Example("dropout"), Example("dropout 0.3", "9"), Example("dropout p=0.1")),
+))
 
 # ---- structural ops the compiler creates (not callable by name) ----
 
 
-def _no_infer(a, inp):  # pragma: no cover - structural ops get their shapes from the elaborator
-    raise ShapeError("internal op")
+def _input_infer(a, ins) -> TensorType:  # pragma: no cover - the elaborator gives the input its shape
+    raise ShapeError("the input has no inputs")
 
 
-register(OpSpec(name="_input", family="input", infer=_no_infer, doc="the network input"))
-register(OpSpec(name="_add", family="add", infer=_no_infer,
-                other_ops=lambda a, i, o: o.numel * (a["arity"] - 1), doc="sum of branches"))
-register(OpSpec(name="_concat", family="cat", infer=_no_infer, doc="concatenation on channels"))
+register(OpSpec(name="_input", family="input", infer=_input_infer, draw=Draw(shape="oval"),
+                doc="the network input"))
 
 
-def _pad_infer(a, inp: TensorType) -> TensorType:
-    target = a["target"]
-    if inp.is_vector != (len(target) == 1):
-        raise ShapeError(f"cannot pad the skip from {inp} to {TensorType(dims=target)}")
-    if target[0] < inp.c:
-        raise ShapeError(f"a zero-padded skip cannot narrow {inp.c} channels to {target[0]}")
-    if not inp.is_vector:
-        a["stride"] = subsample_stride(inp, target)
-    return TensorType(dims=target)
+def _add_infer(a, ins) -> TensorType:
+    for i, t in enumerate(ins[1:], 1):
+        if t != ins[0]:
+            raise ShapeError(f"the branches of this sum have different shapes: {ins[0]} and {t}", index=i)
+    a["arity"] = len(ins)
+    return ins[0]
 
 
-register(OpSpec(name="_pad", family="pad", infer=_pad_infer, args={"target": Arg(tuple)}, label=lambda a: "zero-pad",
-                doc="shortcut option A: subsample, then zero-pad channels"))
+register(OpSpec(
+    name="_add", family="add", infer=_add_infer, multi_input=True,
+    other_ops=lambda a, i, o: o.numel * (len(i) - 1),
+    emit=Emit(call=lambda args, a: " + ".join(args)),
+    draw=Draw(text="+", shape="circle", compact=True),
+    doc="the sum of branches (`a | b`, `... | skip`)",
+    examples=(Example("conv3x3 8 same | skip"), Example("(relu | tanh | skip)", "5")),
+))
+
+
+def _concat_infer(a, ins) -> TensorType:
+    first = ins[0]
+    for i, t in enumerate(ins[1:], 1):
+        if t.layout != first.layout:
+            kinds = " and ".join(sorted((first.layout.noun, t.layout.noun)))
+            raise ShapeError(f"cannot concatenate {first} and {t}: {kinds}", index=i)
+        if t.dims[1:] != first.dims[1:]:
+            raise ShapeError(f"cannot concatenate {first} and {t}: their HxW differ", index=i)
+    return TensorType((sum(t.c for t in ins),) + first.dims[1:], first.layout)
+
+
+register(OpSpec(
+    name="_concat", family="cat", infer=_concat_infer, multi_input=True,
+    emit=Emit(call=lambda args, a: f"torch.cat([{', '.join(args)}], dim=1)", imports=("torch",)),
+    draw=Draw(text="concat", compact=True),
+    doc="the concatenation of branches on channels (`[a, b]`)",
+    examples=(Example("[conv1x1 4, skip, maxpool3x3 /1 same]"), Example("[dense 3, skip]", "4")),
+))
+
+
+def _pad_infer(a, ins) -> TensorType:
+    inp = ins[0]
+    target = TensorType(a["target"])
+    if inp.layout != target.layout:
+        raise ShapeError(f"cannot pad the skip from {inp} to {target}")
+    if target.c < inp.c:
+        raise ShapeError(f"a zero-padded skip cannot narrow {inp.c} channels to {target.c}")
+    a["extra"] = target.c - inp.c
+    a["stride"] = 0 if inp.is_vector else subsample_stride(inp, target.dims)
+    return target
+
+
+ZERO_PAD_CLASS = '''
+
+class ZeroPadShortcut(nn.Module):
+    """He et al.'s shortcut option A: subsample by the stride, then zero-pad channels."""
+
+    def __init__(self, extra_channels: int, stride: int = 0):
+        super().__init__()
+        self.extra_channels = extra_channels
+        self.stride = stride  # 0: the input is a feature vector
+
+    def forward(self, x):
+        if self.stride == 0:
+            return nn.functional.pad(x, (0, self.extra_channels))
+        x = x[:, :, :: self.stride, :: self.stride]
+        return nn.functional.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
+'''
+
+
+def _pad_module(a, ins, out) -> str:
+    if a["stride"] == 0:
+        return f"ZeroPadShortcut(extra_channels={a['extra']})"
+    return f"ZeroPadShortcut(extra_channels={a['extra']}, stride={a['stride']})"
+
+
+register(OpSpec(
+    name="_pad", family="pad", infer=_pad_infer, args={"target": Arg(tuple)},
+    label=lambda a: "zero-pad",
+    emit=Emit(module=_pad_module, helper=ZERO_PAD_CLASS),
+    draw=Draw(fill="#fdf0e2"),
+    doc="shortcut option A: subsample, then zero-pad channels",
+    examples=(Example("conv3x3 16 /2 same | skip pad"), Example("dense 12 | skip pad", "4")),
+))

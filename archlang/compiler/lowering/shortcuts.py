@@ -1,0 +1,82 @@
+"""Skip lowering: a `skip` branch of a sum is the identity when its shape fits the sum, and
+otherwise, by the shortcut policy, dropped (`optional`), zero-padded (`pad`, He et al. option
+A) or projected (`project`, option B; `always`, option C) by the rule for its layout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from archlang.compiler import ops
+from archlang.compiler.ir import Layout, Role, Scope, ScopeKind, TensorType
+from archlang.compiler.ops import ShapeError
+from archlang.errors import ArchError, Span, did_you_mean
+from archlang.frontend import ast
+
+if TYPE_CHECKING:
+    from archlang.compiler.elaborate import Elaborator, Val
+    from archlang.compiler.values import Env
+
+SKIP_POLICIES = ("pad", "project", "optional")
+
+
+def skip_policy(sk: ast.Call, env: Env) -> str:
+    policy = env.setting("shortcut")
+    chosen: ast.Arg | None = None
+    for arg in sk.args:
+        word = arg.value.name if isinstance(arg, ast.Positional) and isinstance(arg.value, ast.Name) else None
+        if word not in SKIP_POLICIES:
+            raise ArchError("skip takes one flag: pad, project or optional", arg.span,
+                            hint=did_you_mean(word, SKIP_POLICIES) if word else None)
+        if chosen is not None:
+            raise ArchError("skip takes only one of pad, project, optional", arg.span)
+        chosen, policy = arg, word
+    return policy
+
+
+def lower_skip(el: Elaborator, sk: ast.Call, x: Val, target: TensorType, scope: Scope, env: Env) -> Val | None:
+    """The tensor a skip branch adds to a sum of shape `target`; None when it adds nothing."""
+    policy = skip_policy(sk, env)
+    if el.plain:
+        return None
+    if x.shape == target and policy != "always":
+        return x
+    if policy == "optional":
+        el.ir.notes.append(f"{sk.span}: `skip optional` dropped: its input {x.shape} differs from the sum's {target}")
+        return None
+    if policy == "pad":
+        pad = ops.REGISTRY["_pad"]
+        attrs = {"target": target.dims}
+        try:
+            out = pad.infer(attrs, [x.shape])
+        except ShapeError as err:
+            raise ArchError(str(err), sk.span) from None
+        ws = el.open_scope(ScopeKind.SHORTCUT, sk.span, scope)
+        return el.node(pad.name, attrs, [x], out, sk.span, ws, role=Role.PAD,
+                       note="shortcut option A: subsample, zero-pad channels")
+    if x.shape.layout != target.layout or target.layout not in PROJECTIONS:
+        raise ArchError(f"cannot project a skip from {x.shape} to {target}", sk.span,
+                        hint="a skip joins tensors of the same kind: both CxHxW, or both vectors")
+    ws = el.open_scope(ScopeKind.SHORTCUT, sk.span, scope)
+    return PROJECTIONS[target.layout](el, x, target, sk.span, ws, env)
+
+
+def _project_image(el: Elaborator, x: Val, target: TensorType, span: Span, ws: Scope, env: Env) -> Val:
+    """Ws on images: a 1x1 conv with the stride that fits the sum, no bias, then BN."""
+    try:
+        stride = ops.subsample_stride(x.shape, target.dims)
+    except ShapeError as err:
+        raise ArchError(f"cannot project the skip: {err}", span) from None
+    given = {"out": target.c, "stride": stride, "padding": 0, "bias": False}
+    y = el.apply(ops.REGISTRY["conv"], (1, 1), given, x, span, ws, env, role=Role.PROJECTION)
+    return el.apply(ops.REGISTRY["bn"], None, {}, y, span, ws, env, role=Role.PROJECTION)
+
+
+def _project_vector(el: Elaborator, x: Val, target: TensorType, span: Span, ws: Scope, env: Env) -> Val:
+    """Ws on vectors: a Linear without bias."""
+    return el.apply(ops.REGISTRY["dense"], None, {"out": target.c, "bias": False}, x, span, ws, env,
+                    role=Role.PROJECTION)
+
+
+# the projection rule of each layout
+PROJECTIONS: dict[Layout, Callable[..., Val]] = {Layout.IMAGE: _project_image, Layout.VECTOR: _project_vector}

@@ -1,0 +1,20 @@
+"""Internal invariants (assertions, not user errors): ids dense, inputs earlier, every node in
+exactly one block, qualified names unique and valid."""
+
+from __future__ import annotations
+
+from archlang.compiler.ir import NetworkIR, Role
+
+
+def lint(ir: NetworkIR) -> None:
+    scopes = ir.scopes_of_nodes()
+    assert len(scopes) == len(ir.nodes), "a node is in no block, or in two"
+    paths = set()
+    for i, node in enumerate(ir.nodes):
+        assert node.id == i
+        assert all(src < i for src in node.inputs), node
+        assert node.role is Role.INPUT or (node.path and node.path not in paths), node.path
+        paths.add(node.path)
+    for scope in ir.root.walk_scopes():
+        assert scope is ir.root or scope.path not in paths, scope.path
+        paths.add(scope.path)

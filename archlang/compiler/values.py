@@ -1,0 +1,90 @@
+"""Value expressions: what `c*2`, `in.c//4` or `n-1` stand for in a scope (Env)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archlang.compiler.ir import TensorType
+from archlang.compiler.loader import DEFAULT_SETTINGS, Unit
+from archlang.errors import ArchError, Span, did_you_mean
+from archlang.frontend import ast
+
+MAX_VALUE = 10**12
+
+
+@dataclass(frozen=True)
+class Env:
+    unit: Unit  # whose defs are visible, and whose file-level settings apply
+    values: dict[str, int | float]  # params in scope
+    inp: TensorType | None  # what `in` means here
+    net_settings: dict[str, str]  # `set` lines of the network in force
+    calls: tuple[tuple[str, Span], ...] = ()
+
+    def setting(self, key: str) -> str:
+        return self.net_settings.get(key) or self.unit.settings.get(key) or DEFAULT_SETTINGS[key]
+
+
+def evaluate(v: ast.Value, env: Env) -> int | float:
+    """The number a value expression stands for in `env` (params, `in`)."""
+    if isinstance(v, ast.Num):
+        result = v.value
+    elif isinstance(v, ast.Name):
+        if v.name not in env.values:
+            raise ArchError(f"unknown name '{v.name}'", v.span,
+                            hint=did_you_mean(v.name, env.values) or _params_hint(env))
+        result = env.values[v.name]
+    elif isinstance(v, ast.InAttr):
+        result = _in_attr(v, env)
+    else:
+        left, right = evaluate(v.left, env), evaluate(v.right, env)
+        if v.op == "+":
+            result = left + right
+        elif v.op == "-":
+            result = left - right
+        elif v.op == "*":
+            result = left * right
+        else:
+            if right == 0:
+                raise ArchError("division by zero", v.span)
+            result = left // right
+    if isinstance(result, float) and result != result:  # NaN
+        raise ArchError("this value is not a number", v.span)
+    if abs(result) > MAX_VALUE:
+        raise ArchError(f"this value is too large ({result:.3g})", v.span)
+    return result
+
+
+def count(v: ast.Value, env: Env, what: str) -> int:
+    """A value that must be a whole number ≥ 0: a repeat count, a width."""
+    n = evaluate(v, env)
+    if isinstance(n, float):
+        if not n.is_integer():
+            raise ArchError(f"{what} must be a whole number, not {n:g}", v.span)
+        n = int(n)
+    if n < 0:
+        raise ArchError(f"{what} cannot be negative ({n})", v.span)
+    return n
+
+
+def is_flag_word(v: ast.Value, env: Env) -> bool:
+    """A bare word that names no value in scope: a flag such as `same`, `nobias`, `bn`."""
+    return isinstance(v, ast.Name) and v.name not in env.values
+
+
+def _params_hint(env: Env) -> str:
+    if env.values:
+        return "names in scope here: " + ", ".join(sorted(env.values))
+    return "no parameters are in scope here"
+
+
+def _in_attr(v: ast.InAttr, env: Env) -> int:
+    if v.attr not in ("c", "h", "w"):
+        raise ArchError(f"'in' has c, h and w, not '{v.attr}'", v.span)
+    inp = env.inp
+    if inp is None:
+        raise ArchError("'in' is not defined here", v.span, hint="in.c means the width entering a call or line")
+    if inp.is_vector:
+        if v.attr != "c":
+            raise ArchError(f"in.{v.attr} is undefined: the input here is the feature vector {inp}", v.span)
+        return inp.c
+    return {"c": inp.c, "h": inp.h, "w": inp.w}[v.attr]
