@@ -25,7 +25,7 @@ class Network:
         self._rebuild = rebuild
         self._totals: dict[str, int] | None = None
 
-    def with_arguments(self, **arguments) -> Network:
+    def with_arguments(self, /, **arguments) -> Network:
         """This network compiled again with other parameter values (`--set` in the CLI)."""
         unknown = sorted(set(arguments) - set(self.ir.arguments))
         if unknown:
@@ -157,7 +157,7 @@ class Network:
 
         return emit_module(self.ir, Path(self.filename).name, __version__)
 
-    def to_torch(self, **arguments):
+    def to_torch(self, /, **arguments):
         """An instance of the generated nn.Module, executed from exactly `source()`.
 
         Other parameter values (`to_torch(classes=10)`) compile the network again with them,

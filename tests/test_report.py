@@ -27,7 +27,7 @@ def archc(*args: str) -> subprocess.CompletedProcess:
 def test_report_totals_match_reference(file, network, inp, out, params, macs, ws):
     net = archlang.compile_file(SPECS / file)[network]
     data = net.report().to_dict()
-    assert (data["params"], data["macs"], data["flops"]) == (params, macs, 2 * macs)
+    assert (data["params"], data["macs"]) == (params, macs)
     assert (tuple(data["input_shape"]), tuple(data["output_shape"])) == (inp, out)
     layers = data["layers"]
     assert sum(row["params"] for row in layers) == params
@@ -55,8 +55,35 @@ def test_lenet5_figures_by_hand():
     assert rows["s2"].other_ops == 6 * 14 * 14 * 4  # each output reads a 2x2 window
     assert rows["f5.flatten"].activation_bytes == 0
     outputs = [6 * 28 * 28, 6 * 28 * 28, 6 * 14 * 14, 16 * 10 * 10, 16 * 10 * 10, 16 * 5 * 5, 120, 120, 84, 84, 10]
-    assert net.report().total.activation_bytes == 4 * sum(outputs) == net.activation_bytes == 58_408
-    assert net.other_ops == net.report().total.other_ops
+    assert net.activation_bytes == 4 * sum(outputs) == 58_408
+    assert net.other_ops == sum(r.other_ops for r in net.report().rows)
+
+
+@pytest.mark.parametrize(("file", "network"), [("lenet5.arch", "lenet5"), ("resnet34.arch", "resnet34"),
+                                               ("dense_residual.arch", "dense_residual_pad")])
+def test_activation_bytes_equal_what_torch_allocates(file, network):
+    """The report's activations against an independent count: every floating-point tensor an
+    aten op returns (views and in-place ops excluded) in the generated module's forward."""
+    torch = pytest.importorskip("torch")
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Outputs(TorchDispatchMode):
+        elements = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            first = out[0] if isinstance(out, tuple | list) else out
+            aliases = any(r.alias_info is not None for r in func._schema.returns)
+            if isinstance(first, torch.Tensor) and first.is_floating_point() and not aliases \
+                    and not func._schema.is_mutable:
+                self.elements += first.numel()
+            return out
+
+    net = archlang.compile_file(SPECS / file)[network]
+    module, x = net.to_torch().eval(), torch.randn(1, *net.input_shape)
+    with torch.no_grad(), Outputs() as counted:
+        module(x)
+    assert 4 * counted.elements == net.activation_bytes
 
 
 def test_other_ops_stay_out_of_the_headline():
@@ -165,3 +192,17 @@ def test_build_writes_the_report(tmp_path):
     assert json.loads((tmp_path / "lenet5.json").read_text())["macs"] == 416_520
     md = (tmp_path / "lenet5.report.md").read_text()
     assert md.startswith("# lenet5") and "| `c1.conv` | conv5x5 6 | 6x28x28 | 156 | 117,600 |" in md
+
+
+def test_json_report_validates_against_the_published_schema(golden):
+    from archlang.backends.report_schema import json_schema, validate
+
+    golden(ROOT / "docs" / "report.schema.json", json_schema())
+    for path in sorted(SPECS.glob("*.arch")):
+        for net in archlang.compile_file(path):
+            for depth in (None, 1):
+                validate(json.loads(net.report(depth).to_json()))
+    bad = json.loads(archlang.compile_file(SPECS / "lenet5.arch")["lenet5"].report().to_json())
+    bad["layers"][1]["macs"] = -1
+    with pytest.raises(ValueError, match="macs"):
+        validate(bad)

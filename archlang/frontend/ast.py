@@ -1,4 +1,5 @@
-"""The syntax tree of an .arch file: plain frozen dataclasses, each keeping its source span."""
+"""The syntax tree of an .arch file: frozen dataclasses, each keeping its source span, under a
+File whose lists the parser fills (the one mutable node)."""
 
 from __future__ import annotations
 

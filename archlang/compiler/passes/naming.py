@@ -11,9 +11,9 @@ Rules (docs/language.md, "Block names"):
   items numbered from 0 (`layer1.0`, `layer1.1`, as torchvision's `layer1[0]`); the network
   itself is always a module;
 - a name is changed only where Python or nn.Module would break on it: a keyword or an
-  nn.Module attribute takes a trailing `_` (`forward` → `forward_`), a name that Python
-  would mangle (`__w`) keeps one leading underscore (`_w`), and a name already taken in the
-  block takes further `_`s.
+  nn.Module attribute takes a trailing `_` (`forward` → `forward_`), a name starting with two
+  underscores (which Python mangles, or reserves: `__w`, `__class__`) keeps one (`_w`,
+  `_class__`), and a name already taken in the block takes further `_`s.
 The network's class name and the Python names of its parameters come from here too."""
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def helper_classes() -> set[str]:
 
 
 def _unmangled(name: str) -> str:
-    """Python mangles `self.__w` inside a class body: such a name keeps one leading underscore."""
-    if name.startswith("__") and not name.endswith("__"):
+    """Python mangles `self.__w` inside a class body, and `__x__` names are Python's: a name
+    starting with two underscores keeps one."""
+    if name.startswith("__"):
         return "_" + name.lstrip("_")
     return name
 
@@ -96,7 +97,7 @@ def parameter_names(arguments, cls: str) -> dict[str, str]:
     taken = {a for a in arguments if a not in reserved and _unmangled(a) == a}
     out = {}
     for arg in arguments:
-        name = _unmangled(arg)
+        name = _unmangled(arg)  # `__class__` would break super(), `__w` would be mangled
         if name != arg or name in reserved:
             while name in reserved or name in taken:
                 name += "_"

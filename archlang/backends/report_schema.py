@@ -1,0 +1,65 @@
+"""The schema of `archc report --json` (one object per network): pydantic models, the JSON
+Schema published as docs/report.schema.json, and a validator for outside readers.
+
+Only this module imports pydantic for the report; the report itself is built without it."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class LayerRow(_Strict):
+    """One row: a layer, a block rolled up at the report's depth, or the input."""
+
+    name: str = Field(description="qualified name, e.g. layer2.0.conv1 (the generated module's attribute path)")
+    op: str = Field(description="what the row holds: `conv3x3 128 /2`, `basic ×4`, `input`")
+    kind: Literal["input", "layer", "block"]
+    shape: list[NonNegativeInt] = Field(description="output shape of one sample: [C, H, W] or [F]")
+    params: NonNegativeInt
+    buffers: NonNegativeInt
+    macs: NonNegativeInt = Field(description="multiply-accumulates of conv and dense, bias excluded, batch 1")
+    other_ops: NonNegativeInt = Field(description="elementwise work: bias adds, BN, activations, pools, sums")
+    activation_bytes: NonNegativeInt = Field(description="float32 outputs at batch 1 (views take none)")
+    ws: bool = Field(description="an inserted Ws projection, or a block holding one")
+    pad: bool = Field(description="an inserted zero-pad shortcut, or a block holding one")
+    layers: NonNegativeInt = Field(description="IR nodes the row sums (0 for the input)")
+
+
+class NetworkReport(_Strict):
+    """The static cost report of one network."""
+
+    network: str
+    arguments: dict[str, int | float] = Field(description="the network parameters it was compiled with")
+    input_shape: list[NonNegativeInt]
+    output_shape: list[NonNegativeInt]
+    params: NonNegativeInt = Field(description="trainable parameters: sum(p.numel() for p in module.parameters())")
+    buffers: NonNegativeInt = Field(description="BN running statistics and counters")
+    macs: NonNegativeInt = Field(description="torchvision's published 'GFLOPS' unit; FlopCounterMode / 2")
+    flops: NonNegativeInt = Field(description="2 x macs")
+    other_ops: NonNegativeInt
+    activation_bytes: NonNegativeInt
+    projections: list[str] = Field(description="blocks holding an inserted Ws projection")
+    pad_shortcuts: list[str] = Field(description="blocks holding an inserted zero-pad shortcut")
+    depth: NonNegativeInt | None = Field(description="the roll-up depth; null: every layer")
+    convention: str
+    layers: list[LayerRow]
+
+
+def json_schema() -> str:
+    """The text of docs/report.schema.json."""
+    schema = NetworkReport.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "archc report --json (one network)"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def validate(data: dict) -> NetworkReport:
+    """Checks one network's report (as `Report.to_dict()` or parsed `--json` output)."""
+    return NetworkReport.model_validate(data)
