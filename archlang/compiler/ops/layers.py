@@ -204,6 +204,7 @@ activation("sigmoid", "nn.Sigmoid()")
 activation("gelu", "nn.GELU()")
 activation("silu", "nn.SiLU()")
 activation("softmax", "nn.Softmax(dim=1)", "softmax over channels")
+activation("hardswish", "nn.Hardswish()", "x * relu6(x + 3) / 6 (MobileNetV3)")
 
 # ---- pools ----
 
