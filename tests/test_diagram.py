@@ -124,3 +124,28 @@ def test_without_dot_render_fails_cleanly_and_build_still_writes(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "lenet5.svg not written" in proc.stderr
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["lenet5.json", "lenet5.py", "lenet5.report.md"]
+
+
+@needs_dot
+def test_huge_diagrams_are_collapsed_and_say_so():
+    """3,000 flat layers took 3.4 s in dot and 20,000 took 228 s: what is drawn is now bounded."""
+    from archlang.backends.diagram import MAX_BOXES
+
+    flat = archlang.compile("network big:\n    input 4x4x4\n    (conv3x3 4 same > relu) x3000\n", "b.arch")["big"]
+    dot = flat.dot(None)
+    assert dot.count("label=") < 2 * MAX_BOXES and "5881 of 6001 boxes at depth 1 are drawn as one" in dot
+    assert flat.render("svg", None).startswith(b"<?xml")
+    staged = archlang.compile("def b(c) = conv3x3 c same > relu | skip\nnetwork big:\n    input 4x4x4\n"
+                              "    s1 = b 4 x500\n    s2 = b 4 x500\n", "b.arch")["big"]
+    assert "drawn at depth 1" in staged.dot(None) and "drawn at depth" not in staged.dot(2)
+
+
+def test_dot_time_is_bounded(monkeypatch, tmp_path):
+    from archlang.backends import diagram
+
+    slow = tmp_path / "dot"
+    slow.write_text("#!/bin/sh\nsleep 5\n")
+    slow.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    with pytest.raises(diagram.RenderError, match="did not finish within 0.5 s"):
+        diagram.render("digraph { a }", "svg", timeout=0.5)

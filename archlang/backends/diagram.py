@@ -25,8 +25,13 @@ LEGEND_WS = (f'<tr><td border="1" style="dashed" color="{WS_COLOUR}" bgcolor="#f
 LEGEND_ADD = '<tr><td>+</td><td align="left">residual sum</td></tr>'
 
 
+MAX_BOXES = 400  # a diagram drawing more is collapsed to a smaller depth, then cut in the middle
+KEPT_AT_ENDS = 60  # boxes kept at each end of a diagram cut in the middle
+DOT_TIMEOUT = 60.0  # seconds
+
+
 class RenderError(Exception):
-    """The `dot` binary is missing or failed; the message says what to do."""
+    """The `dot` binary is missing, failed or took too long; the message says what to do."""
 
 
 @dataclass
@@ -138,6 +143,10 @@ def _short(n: int) -> str:
 
 
 def _node_attrs(box: _Box) -> dict[str, str]:
+    if box.key == "cut":
+        layers = sum(1 for n in box.nodes if n.role is Role.LAYER)
+        return {"label": f"⋯ {layers:,} layers, {_short(sum(node_cost(n).params for n in box.nodes))} params ⋯",
+                "shape": "box", "style": "dashed"}
     if box.scopes:
         ws = box.scopes[0].is_shortcut
         attrs = {"label": _block_label(box), "shape": "box", "style": "rounded,filled" + (",dashed" if ws else ""),
@@ -164,15 +173,39 @@ def _node_attrs(box: _Box) -> dict[str, str]:
     return {"label": text, "shape": draw.shape, "style": "filled", "fillcolor": draw.fill}
 
 
+def fitted_layout(ir: NetworkIR, depth: int | None) -> tuple[list[_Box], dict[int, _Box], str | None]:
+    """The layout at `depth`, or, when that draws more than MAX_BOXES boxes, at the deepest depth
+    that draws fewer; if even depth 1 draws too many, its middle is cut out and drawn as one box.
+    The note says what was done (None: nothing)."""
+    boxes, of_node = _layout(ir, depth)
+    if len(boxes) <= MAX_BOXES:
+        return boxes, of_node, None
+    start = max(scope.path.count(".") + 1 for scope in ir.root.walk_scopes()) if depth is None else depth
+    for smaller in range(min(start, depth or start) - 1, 0, -1):
+        boxes, of_node = _layout(ir, smaller)
+        if len(boxes) <= MAX_BOXES:
+            return boxes, of_node, f"drawn at depth {smaller}: deeper, it would draw more than {MAX_BOXES} boxes"
+    boxes, of_node = _layout(ir, 1)
+    middle = boxes[KEPT_AT_ENDS:-KEPT_AT_ENDS]
+    cut = _Box("cut", nodes=[n for box in middle for n in box.nodes])
+    for node in cut.nodes:
+        of_node[node.id] = cut
+    kept = boxes[:KEPT_AT_ENDS] + [cut] + boxes[-KEPT_AT_ENDS:]
+    return kept, of_node, (f"{len(middle)} of {len(boxes)} boxes at depth 1 are drawn as one: label blocks "
+                           f"(`name = ...`) to draw a network of this size in full")
+
+
 def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
-    """The DOT text of the diagram; `depth=None` draws every layer."""
+    """The DOT text of the diagram; `depth=None` draws every layer.  A diagram too large to draw
+    is collapsed (fitted_layout), and its title says so."""
     if depth is not None and depth < 1:
         raise ValueError("depth must be at least 1")
-    boxes, of_node = _layout(ir, depth)
+    boxes, of_node, note = fitted_layout(ir, depth)
     ids = {box.key: f"n{i}" for i, box in enumerate(boxes)}
+    title = f"{ir.name}: {_fmt(ir.input.shape.dims)} → {_fmt(ir.output.shape.dims)}"
     g = graphviz.Digraph(ir.name, graph_attr={
         "rankdir": "TB", "fontname": FONT, "nodesep": "0.25", "ranksep": "0.3", "labelloc": "t",
-        "label": f"{ir.name}: {_fmt(ir.input.shape.dims)} → {_fmt(ir.output.shape.dims)}", "fontsize": "16"},
+        "label": title + (f"\n({note})" if note else ""), "fontsize": "16"},
         node_attr={"fontname": FONT, "fontsize": "11", "height": "0.3", "margin": "0.12,0.04"},
         edge_attr={"fontname": FONT, "fontsize": "9", "color": "#444444", "arrowsize": "0.6"})
 
@@ -232,13 +265,20 @@ def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
     return g.source
 
 
-def render(dot_source: str, fmt: str) -> bytes:
-    """DOT → svg/png/pdf bytes through graphviz's `dot`."""
+def render(dot_source: str, fmt: str, timeout: float = DOT_TIMEOUT) -> bytes:
+    """DOT → svg/png/pdf bytes through graphviz's `dot`, which may take at most `timeout` seconds."""
+    import subprocess
+
     try:
-        return graphviz.Source(dot_source).pipe(format=fmt)
-    except graphviz.ExecutableNotFound:
+        done = subprocess.run(["dot", f"-T{fmt}"], input=dot_source.encode("utf-8"), capture_output=True,
+                              timeout=timeout, check=False)
+    except FileNotFoundError:
         raise RenderError("rendering needs graphviz's `dot` program, which is not installed "
                           "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz); "
                           "-f dot writes the DOT text without it") from None
-    except graphviz.CalledProcessError as err:  # pragma: no cover - dot rejecting our own DOT is a bug
-        raise RenderError(f"dot failed: {err.stderr.decode(errors='replace').strip()}") from None
+    except subprocess.TimeoutExpired:
+        raise RenderError(f"graphviz's dot did not finish within {timeout:g} s; draw less with a smaller "
+                          "--depth, or write the DOT text with -f dot") from None
+    if done.returncode != 0:  # pragma: no cover - dot rejecting our own DOT is a bug
+        raise RenderError(f"dot failed: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout

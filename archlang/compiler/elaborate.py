@@ -23,7 +23,7 @@ from archlang.compiler.values import Env, count, evaluate
 from archlang.errors import ArchError, Note, Span, did_you_mean
 from archlang.frontend import ast
 
-NODE_BUDGET = 1_000_000
+NODE_BUDGET = 200_000  # `archc check` of a network at the limit takes about 5 s and 250 MB
 MAX_CALL_DEPTH = 64
 MAX_NOTES = 8
 BIAS_SETTING = {"on": True, "off": False, "auto": "auto"}  # the `bias` setting as a value of `bias`

@@ -2,7 +2,7 @@
 order, with a networkx view on demand) and its tree of block scopes.
 
 Built by archlang.compiler.elaborate, finished by the passes in archlang.compiler.passes, read
-by the backends.  Nodes are frozen: a pass that changes one replaces it (`NetworkIR.replace`)."""
+by the backends.  Nodes are frozen: a pass that changes some replaces them (`NetworkIR.replace`)."""
 
 from __future__ import annotations
 
@@ -196,19 +196,17 @@ class NetworkIR:
         self._graph = None
         return node
 
-    def replace(self, node: Node, scope: Scope | None) -> None:
-        """Puts `node` (a changed copy of the node with its id) in place of the old one, in the
-        node list and in `scope`'s items (None: the node is in no scope, as the input)."""
-        old = self.nodes[node.id]
-        assert old.inputs == node.inputs, "a pass may not rewire the graph by replacing a node"
-        self.nodes[node.id] = node
-        if scope is not None:
-            for i, item in enumerate(scope.items):
-                if item is old:
-                    scope.items[i] = node
-                    break
-            else:  # pragma: no cover - a pass passing the wrong scope is a bug
-                raise AssertionError(f"node {node.id} is not in {scope!r}")
+    def replace(self, changed: list[Node]) -> None:
+        """Puts changed copies of nodes (same ids, same inputs) in place of the old ones, in the
+        node list and in their scopes' items, in one walk over the scopes."""
+        if not changed:
+            return
+        new = {}
+        for node in changed:
+            assert self.nodes[node.id].inputs == node.inputs, "a pass may not rewire the graph by replacing a node"
+            self.nodes[node.id] = new[node.id] = node
+        for scope in self.root.walk_scopes():
+            scope.items = [new.get(i.id, i) if isinstance(i, Node) else i for i in scope.items]
         self._graph = None
 
     def scopes_of_nodes(self) -> dict[int, Scope]:

@@ -10,10 +10,10 @@ from archlang.compiler.ops import REGISTRY
 
 
 def resolve_bias(ir: NetworkIR) -> None:
-    scopes = None
+    changed = []
     for node in ir.nodes:
         if node.attrs.get("bias") == "auto":
             consumers = ir.consumers(node.id)
             bias = not (len(consumers) == 1 and REGISTRY[consumers[0].op].absorbs_bias)
-            scopes = scopes or ir.scopes_of_nodes()
-            ir.replace(replace(node, attrs={**node.attrs, "bias": bias}), scopes[node.id])
+            changed.append(replace(node, attrs={**node.attrs, "bias": bias}))
+    ir.replace(changed)
