@@ -157,6 +157,25 @@ class Network:
 
         return emit_module(self.ir, Path(self.filename).name, __version__)
 
+    def build_files(self, out_dir: str | Path, warn: Callable[[str], None] | None = None) -> list[tuple[Path, str | bytes]]:
+        """Every file `archc build` writes for this network, rendered in memory: the module,
+        the report as Markdown and JSON, and the diagram.  Without graphviz's `dot` the diagram
+        is left out (and `warn` told why): the module and report do not need it."""
+        from archlang.backends.diagram import RenderError
+
+        out_dir = Path(out_dir)
+        report = self.report()
+        files: list[tuple[Path, str | bytes]] = [
+            (out_dir / f"{self.name}.py", self.source()),
+            (out_dir / f"{self.name}.report.md", report.to_markdown()),
+            (out_dir / f"{self.name}.json", report.to_json())]
+        try:
+            files.append((out_dir / f"{self.name}.svg", self.render("svg")))
+        except RenderError as err:
+            if warn is not None:
+                warn(f"{out_dir / self.name}.svg not written: {err}")
+        return files
+
     def to_torch(self, /, **arguments):
         """An instance of the generated nn.Module, executed from exactly `source()`.
 
@@ -210,3 +229,31 @@ def program_of(unit, filename: str, overrides=None, plain: bool = False, network
 
     irs = compile_units(unit, filename, overrides, plain=plain, only=network)
     return Program({name: Network(ir, plain, filename, rebuild_one(name)) for name, ir in irs.items()}, filename)
+
+
+def list_file(path: str | Path, overrides: dict[str, Any] | None = None, plain: bool = False,
+              network: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """What `archc list` shows: the file's networks (signature with defaults, arguments, shapes,
+    params, MACs, where defined) and the defs visible in it (`used`: brought in by `use`)."""
+    from archlang.frontend.ast import value_text
+
+    def signature(name: str, params) -> str:
+        parts = [p.name + (f"={value_text(p.default)}" if p.default is not None else "") for p in params]
+        return f"{name}({', '.join(parts)})" if parts else name
+
+    def origin(node) -> str:
+        return f"{node.span.filename}:{node.span.line}"
+
+    unit = load_file(path)
+    networks = []
+    if unit.file.networks:  # a file of defs alone (for `use`) is listed too
+        asts = {a.name: a for a in unit.file.networks}
+        for net in program_of(unit, str(path), overrides, plain, network):
+            a = asts[net.name]
+            networks.append({"name": net.name, "signature": signature(a.name, a.params), "arguments": net.arguments,
+                             "input_shape": list(net.input_shape), "output_shape": list(net.output_shape),
+                             "params": net.params, "macs": net.macs, "at": origin(a)})
+    here = Path(path).resolve()
+    defs = [{"name": name, "signature": signature(name, d.params), "at": origin(d),
+             "used": Path(d.span.filename).resolve() != here} for name, (d, _home) in unit.defs.items()]
+    return {"networks": networks, "defs": defs}

@@ -42,6 +42,10 @@ def _red(text: str) -> str:
     return text.replace("error:", "\033[31merror:\033[0m", 1)
 
 
+def _warn(message: str) -> None:
+    print(f"archc: warning: {message}", file=sys.stderr)
+
+
 def _overrides(pairs: list[str]) -> dict[str, str]:
     out = {}
     for pair in pairs or []:
@@ -92,23 +96,6 @@ def cmd_check(args) -> int:
     return 0
 
 
-def build_outputs(net, out_dir) -> list[tuple[object, str | bytes]]:
-    """Every file `archc build` writes for one network, rendered in memory.  Without graphviz's
-    `dot` the diagram is left out with a warning: the module and report do not need it."""
-    from archlang.backends.diagram import RenderError
-
-    report = net.report()
-    files: list[tuple[object, str | bytes]] = [
-        (out_dir / f"{net.name}.py", net.source()),
-        (out_dir / f"{net.name}.report.md", report.to_markdown()),
-        (out_dir / f"{net.name}.json", report.to_json())]
-    try:
-        files.append((out_dir / f"{net.name}.svg", net.render("svg")))
-    except RenderError as err:
-        print(f"archc: warning: {out_dir / net.name}.svg not written: {err}", file=sys.stderr)
-    return files
-
-
 def cmd_build(args) -> int:
     from pathlib import Path
 
@@ -117,7 +104,7 @@ def cmd_build(args) -> int:
     program = _compile(args)
     out_dir = Path(args.output)
     # render everything before writing anything: a failure leaves existing outputs untouched
-    outputs = [(net, build_outputs(net, out_dir)) for net in program]
+    outputs = [(net, net.build_files(out_dir, warn=_warn)) for net in program]
     for net, files in outputs:
         for path, text in files:
             write_atomic(path, text)
@@ -175,19 +162,13 @@ def _depth(text: str) -> int:
 
 
 def cmd_report(args) -> int:
-    program = _compile(args)
-    reports = [net.report(args.depth) for net in program]
-    if args.format == "json":
-        data = [r.to_dict() for r in reports]
-        print(json.dumps(data[0] if len(data) == 1 else data, indent=2))
-    elif args.format == "csv":
-        text = "".join(r.to_csv() for r in reports)
-        header = text.split("\n", 1)[0] + "\n"
-        print(header + text.replace(header, ""), end="")
-    elif args.format == "markdown":
-        print("\n".join(r.to_markdown() for r in reports), end="")
+    from archlang.backends.report import reports_to_text
+
+    reports = [net.report(args.depth) for net in _compile(args)]
+    if args.format == "json" and len(reports) == 1:  # one network: its object, as before
+        print(reports[0].to_json(), end="")
     else:
-        print("\n".join(r.to_text() for r in reports), end="")
+        print(reports_to_text(reports, args.format), end="")
     return 0
 
 
@@ -208,17 +189,13 @@ def _pick(spec: str, network: str | None, overrides, plain: bool):
 
 
 def cmd_diff(args) -> int:
-    from archlang.backends.report import diff_reports, diff_text
+    from archlang.backends.report import diff_dict, diff_text
 
     a, label_a = _pick(args.a, args.network, args.overrides, args.plain)
     b, label_b = _pick(args.b, args.network, args.overrides, args.plain or args.plain_b)
     ra, rb = a.report(args.depth), b.report(args.depth)
     if args.json:
-        rows = [{"name": r.name, "changed": r.changed, "a": r.a and r.a.to_dict(), "b": r.b and r.b.to_dict()}
-                for r in diff_reports(ra, rb)]
-        print(json.dumps({"a": label_a, "b": label_b, "depth": args.depth, "rows": rows,
-                          "params": [ra.total.params, rb.total.params], "macs": [ra.total.macs, rb.total.macs]},
-                         indent=2))
+        print(json.dumps(diff_dict(ra, rb, label_a, label_b), indent=2))
     else:
         print(diff_text(ra, rb, label_a, label_b, show_all=args.all), end="")
     return 0
@@ -276,51 +253,25 @@ def cmd_fmt(args) -> int:
     return 1 if failed or (args.check and changed) else 0
 
 
-def _signature(name: str, params) -> str:
-    from archlang.frontend.ast import value_text
-
-    parts = [p.name + (f"={value_text(p.default)}" if p.default is not None else "") for p in params]
-    return f"{name}({', '.join(parts)})" if parts else name
-
-
 def cmd_list(args) -> int:
-    from pathlib import Path
+    from archlang.api import list_file
 
-    from archlang.api import program_of
-    from archlang.compiler import load_file
-
-    unit = load_file(args.file)
-    nets = []
-    if unit.file.networks:  # a file of defs alone (for `use`) is listed too
-        program = program_of(unit, args.file, _overrides(args.overrides), plain=args.plain, network=args.network)
-        nets = [(n, next(a for a in unit.file.networks if a.name == n.name)) for n in program]
-    defs = [(name, d, home) for name, (d, home) in unit.defs.items()]
-    here = Path(args.file).resolve()
-
-    def origin(d) -> str:
-        return f"{d.span.filename}:{d.span.line}"
-
+    listing = list_file(args.file, _overrides(args.overrides), plain=args.plain, network=args.network)
     if args.json:
-        print(json.dumps({
-            "networks": [{"name": n.name, "signature": _signature(a.name, a.params), "arguments": n.arguments,
-                          "input_shape": list(n.input_shape), "output_shape": list(n.output_shape),
-                          "params": n.params, "macs": n.macs, "at": origin(a)} for n, a in nets],
-            "defs": [{"name": name, "signature": _signature(name, d.params), "at": origin(d)}
-                     for name, d, _ in defs]}, indent=2))
+        print(json.dumps(listing, indent=2))
         return 0
-    rows = [(_signature(a.name, a.params), f"{_shape(n.input_shape)} → {_shape(n.output_shape)}",
-             f"{n.params:,} params", f"{n.macs:,} MACs") for n, a in nets]
+    rows = [(n["signature"], f"{_shape(n['input_shape'])} → {_shape(n['output_shape'])}", f"{n['params']:,} params",
+             f"{n['macs']:,} MACs") for n in listing["networks"]]
     if rows:
         print("networks:")
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         for r in rows:
             print(f"  {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")
-    if defs:
+    if listing["defs"]:
         print("defs:")
-        width = max(len(_signature(name, d.params)) for name, d, _ in defs)
-        for name, d, _ in defs:
-            used = "" if Path(d.span.filename).resolve() == here else "  (used)"
-            print(f"  {_signature(name, d.params):<{width}}  {origin(d)}{used}")
+        width = max(len(d["signature"]) for d in listing["defs"])
+        for d in listing["defs"]:
+            print(f"  {d['signature']:<{width}}  {d['at']}{'  (used)' if d['used'] else ''}")
     return 0
 
 

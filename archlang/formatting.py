@@ -1,6 +1,7 @@
 """`archc fmt`: the canonical layout (archlang.frontend.format), written only when it provably
 changes nothing but the layout: the formatted text must parse to the same program and, when
-the file compiles, compile to the same IR (every node's op, attributes, shape and name)."""
+the file compiles, compile to the same IR (NetworkIR.fingerprint: every node's op, attributes,
+shapes, role, name and inputs, and every block)."""
 
 from __future__ import annotations
 
@@ -34,9 +35,7 @@ def _ir_summary(source: str, filename: str, base: Path) -> list | None:
         program = compile_source(source, filename, base=base)
     except ArchError:
         return None  # a file that does not compile (or holds only defs): the parsed program decides
-    return [(net.name, net.input_shape, net.output_shape, net.params, net.macs,
-             [(n.op, sorted(n.attrs.items(), key=repr), n.shape.dims, n.path, n.inputs) for n in net.nodes])
-            for net in program]
+    return [net.ir.fingerprint() for net in program]
 
 
 def format_file(path: Path) -> Formatted:

@@ -150,21 +150,43 @@ class Report:
         out += [""] + [f"{line}  " for line in CONVENTION]
         return "\n".join(out).rstrip() + "\n"
 
+    CSV_HEADER = ["network", "layer", "op", "kind", "output", "params", "buffers", "macs", "other_ops",
+                  "activation_bytes", "ws", "pad"]
+
+    def csv_rows(self) -> list[list]:
+        return [[self.network, r.name, r.op, r.kind, _shape(r.shape), r.params, r.buffers, r.macs,
+                 r.other_ops, r.activation_bytes, int(r.ws), int(r.pad)] for r in [*self.rows, self.total]]
+
     def to_csv(self) -> str:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["network", "layer", "op", "kind", "output", "params", "buffers", "macs", "other_ops",
-                    "activation_bytes", "ws", "pad"])
-        for r in [*self.rows, self.total]:
-            w.writerow([self.network, r.name, r.op, r.kind, _shape(r.shape), r.params, r.buffers, r.macs,
-                        r.other_ops, r.activation_bytes, int(r.ws), int(r.pad)])
-        return buf.getvalue()
+        return reports_to_csv([self])
 
     def __str__(self) -> str:
         return self.to_text()
 
     def _repr_markdown_(self) -> str:
         return self.to_markdown()
+
+
+def reports_to_csv(reports: list[Report]) -> str:
+    """One CSV table of several networks' reports (the `network` column tells them apart)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(Report.CSV_HEADER)
+    for report in reports:
+        w.writerows(report.csv_rows())
+    return buf.getvalue()
+
+
+def reports_to_text(reports: list[Report], fmt: str) -> str:
+    """Several reports in one of the formats of `archc report`: text, markdown, csv or json
+    (a list of objects, one per network)."""
+    if fmt == "json":
+        return json.dumps([r.to_dict() for r in reports], indent=2) + "\n"
+    if fmt == "csv":
+        return reports_to_csv(reports)
+    if fmt == "markdown":
+        return "\n".join(r.to_markdown() for r in reports)
+    return "\n".join(r.to_text() for r in reports)
 
 
 def build_report(ir: NetworkIR, depth: int | None = None) -> Report:
@@ -227,6 +249,14 @@ def diff_reports(a: Report, b: Report) -> list[DiffRow]:
         out += [DiffRow(names_a[i], a.rows[i], None) for i in range(i1, i2)]
         out += [DiffRow(names_b[j], None, b.rows[j]) for j in range(j1, j2)]
     return out
+
+
+def diff_dict(a: Report, b: Report, label_a: str, label_b: str) -> dict[str, Any]:
+    """`archc diff --json`: the aligned rows (unchanged ones included) and the totals."""
+    rows = [{"name": r.name, "changed": r.changed, "a": r.a and r.a.to_dict(), "b": r.b and r.b.to_dict()}
+            for r in diff_reports(a, b)]
+    return {"a": label_a, "b": label_b, "depth": a.depth, "rows": rows,
+            "params": [a.total.params, b.total.params], "macs": [a.total.macs, b.total.macs]}
 
 
 def diff_text(a: Report, b: Report, label_a: str, label_b: str, show_all: bool = False) -> str:
