@@ -157,7 +157,8 @@ class Network:
 
         return emit_module(self.ir, Path(self.filename).name, __version__)
 
-    def build_files(self, out_dir: str | Path, warn: Callable[[str], None] | None = None) -> list[tuple[Path, str | bytes]]:
+    def build_files(self, out_dir: str | Path,
+                    warn: Callable[[str], None] | None = None) -> list[tuple[Path, str | bytes]]:
         """Every file `archc build` writes for this network, rendered in memory: the module,
         the report as Markdown and JSON, and the diagram.  Without graphviz's `dot` the diagram
         is left out (and `warn` told why): the module and report do not need it."""
