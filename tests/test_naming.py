@@ -13,7 +13,8 @@ torch = pytest.importorskip("torch")
 
 def test_module_attribute_list_covers_torch():
     module = torch.nn.Module()
-    assert set(dir(module)) | set(vars(module)) <= MODULE_ATTRIBUTES
+    # names starting with two underscores are renamed whatever they are (torch.jit adds some)
+    assert {n for n in set(dir(module)) | set(vars(module)) if not n.startswith("__")} <= MODULE_ATTRIBUTES
 
 
 def _check(net: archlang.Network) -> torch.nn.Module:

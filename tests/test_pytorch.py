@@ -172,7 +172,8 @@ def test_hostile_names_and_file_names_give_valid_distinct_code():
     imports = [n for n in pyast.walk(tree) if isinstance(n, pyast.Import | pyast.ImportFrom)]
     assert [pyast.unparse(n) for n in imports] == ["import torch", "from torch import nn"]
     classes = [n.name for n in tree.body if isinstance(n, pyast.ClassDef)]
-    assert classes == ["Block", "Block_"]
+    assert classes[-1] == "Block_" and len(set(classes)) == len(classes)
+    assert classes[:-1] == ["Forward", "Branch", "Len", "Nn"]  # blocks are classes named after their def or label
     assert source == archlang.compile(HOSTILE, 'evil"""\nimport os\n.arch')["block"].source()  # deterministic
     module = net.to_torch()
     assert type(module).__name__ == "Block_"

@@ -1,16 +1,24 @@
 """IR → PyTorch source: one standalone file per network that imports only torch.
 
-Submodules are registered in scope order (a residual's main path before its Ws), so parameter
-order and state_dict keys match the usual hand-written module; `forward` is straight-line code
-with the shape of every step in a comment.  Each node is written as its op's spec says
-(OpSpec.emit); every name comes from the compiler's naming pass."""
+Every block (a labelled line, a def call, a branch, an inserted shortcut) is an nn.Module
+with its own `forward`, so hooks on any block fire, a block runs alone on a tensor of its
+input shape, and a stage of repeated calls is an nn.Sequential (`layer1[0]`) as in
+torchvision.  Classes are named after their def or label, and blocks whose code is the same
+share one class.  Submodules are registered in scope order (a residual's main path before
+its Ws), so parameter order and state_dict keys match the usual hand-written module;
+`forward` is straight-line code with the shape of every step in a comment.  Each node is
+written as its op's spec says (OpSpec.emit); every attribute name comes from the compiler's
+naming pass."""
 
 from __future__ import annotations
 
+import keyword
 import re
+from dataclasses import dataclass, field
 
-from archlang.compiler.ir import Container, NetworkIR, Node, Role, Scope, TensorType
+from archlang.compiler.ir import Container, NetworkIR, Node, Role, Scope, ScopeKind, TensorType
 from archlang.compiler.ops import Emit, InternalError, spec_of
+from archlang.compiler.passes.naming import helper_classes
 
 
 def emission(node: Node) -> Emit:
@@ -21,59 +29,133 @@ def emission(node: Node) -> Emit:
     return spec.emit
 
 
-class _Emitter:
-    def __init__(self, ir: NetworkIR):
-        self.ir = ir
-        self.init: list[str] = []
-        self.access: dict[int, str] = {}  # node id → `self.layer1[0].conv1`
-        self.helpers: dict[str, None] = {}  # helper class sources, in order of first use
-        self.imports: set[str] = set()
+def _camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
 
-    def scope(self, scope: Scope, accessor: str) -> None:
-        for item in scope.items:
-            here = f"{accessor}[{item.name}]" if scope.container is Container.LIST else f"{accessor}.{item.name}"
+
+@dataclass
+class _Class:
+    name: str
+    doc: str
+    init: list[str]
+    forward: list[str]
+    uses: int = 0
+
+
+@dataclass
+class _Emitter:
+    ir: NetworkIR
+    classes: dict[tuple, _Class] = field(default_factory=dict)  # by code, in order of definition
+    taken: set[str] = field(default_factory=set)
+    helpers: dict[str, None] = field(default_factory=dict)  # helper class sources, in order of first use
+    imports: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.taken = helper_classes() | {self.ir.class_name, "nn", "torch"}
+        self.last = {}  # id(scope) → (input id, output id) of each block
+        for scope in self.ir.root.walk_scopes():
+            ids = [n.id for n in scope.walk_nodes()]
+            if ids:
+                inside = set(ids)
+                outside = [i for n in scope.walk_nodes() for i in n.inputs if i not in inside]
+                self.last[id(scope)] = (outside[0] if outside else None, max(ids))
+
+    # ---- blocks ----
+
+    def constructor(self, scope: Scope) -> str:
+        """The expression that builds the module of a block: `Basic()`, `nn.Sequential(...)`."""
+        if scope.container is Container.LIST:
+            made = [self.constructor(child) for child in scope.items]
+            if len(set(made)) == 1 and len(made) > 1:
+                return f"nn.Sequential(*({made[0]} for _ in range({len(made)})))"
+            return f"nn.Sequential({', '.join(made)})"
+        init, forward = self.body(scope, scope.items)
+        key = (tuple(init), tuple(forward))
+        cls = self.classes.get(key)
+        if cls is None:
+            cls = _Class(self._class_name(scope), self._doc(scope), init, forward)
+            self.classes[key] = cls
+        cls.uses += 1
+        return f"{cls.name}()"
+
+    def _class_name(self, scope: Scope) -> str:
+        if scope.kind is ScopeKind.SHORTCUT:
+            stem = "Shortcut"
+        elif scope.kind is ScopeKind.BRANCH:
+            stem = "Branch"
+        else:
+            stem = _camel(scope.def_name or scope.label or scope.name) or "Block"
+        if not stem.isidentifier() or keyword.iskeyword(stem):
+            stem = "Block"
+        name, n = stem, 1
+        while name in self.taken:
+            n += 1
+            name = f"{stem}{n}"
+        self.taken.add(name)
+        return name
+
+    @staticmethod
+    def _doc(scope: Scope) -> str:
+        what = {ScopeKind.SHORTCUT: "an inserted shortcut", ScopeKind.BRANCH: "a branch"}.get(scope.kind)
+        if what is None:
+            what = f"def {scope.def_name}" if scope.def_name else f"the line `{scope.label}`"
+        return f"{what} ({_docstring_safe(scope.span.filename.rsplit('/', 1)[-1])}:{scope.span.line})"
+
+    def body(self, scope: Scope, items: list) -> tuple[list[str], list[str]]:
+        """The __init__ and forward lines of a block (or the network) holding `items`."""
+        init: list[str] = []
+        for item in items:
             if isinstance(item, Scope):
-                if item.container is Container.LIST:
-                    self.init.append(f"{here} = nn.ModuleList(Block() for _ in range({len(item.items)}))")
-                elif scope.container is not Container.LIST:  # a list's blocks were made by the list
-                    self.init.append(f"{here} = Block()")
-                self.scope(item, here)
+                init.append(f"self.{item.name} = {self.constructor(item)}")
                 continue
             emit = emission(item)
             self.imports.update(emit.imports)
             if emit.module is not None:
                 if emit.helper:
                     self.helpers[emit.helper] = None
-                self.access[item.id] = here
-                self.init.append(f"{here} = {emit.module(item.attrs, item.in_shapes, item.shape)}")
+                init.append(f"self.{item.name} = {emit.module(item.attrs, item.in_shapes, item.shape)}")
+        return init, self.forward(scope, items)
 
-    def forward(self) -> list[str]:
+    def forward(self, scope: Scope, items: list) -> list[str]:
         ir = self.ir
-        order = ir.nodes
+        entry = self.ir.input.id if scope is ir.root else self.last.get(id(scope), (None, None))[0]
+        result = ir.output.id if scope is ir.root else self.last.get(id(scope), (None, None))[1]
+        steps = []  # (output id, input ids, expression maker, shape)
+        for item in items:
+            if isinstance(item, Scope):
+                if id(item) not in self.last:  # an empty block: the identity, still called for its hooks
+                    continue
+                src, out = self.last[id(item)]
+                steps.append((out, [src], lambda a, item=item: f"self.{item.name}({a[0]})", ir.nodes[out].shape))
+            else:
+                emit = emission(item)
+                if emit.call is not None:
+                    steps.append((item.id, list(item.inputs), lambda a, e=emit, n=item: e.call(a, n.attrs), item.shape))
+                else:
+                    steps.append((item.id, list(item.inputs), lambda a, n=item: f"self.{n.name}({a[0]})", item.shape))
+        uses: dict[int, list[int]] = {}
+        for k, (_, inputs, _, _) in enumerate(steps):
+            for i in inputs:
+                uses.setdefault(i, []).append(k)
         names: dict[int, str] = {}
-        lines = [f"# input: {_fmt(ir.input.shape)}"]
+        lines = []
+        if entry is not None and steps:
+            names[entry] = "x"
+            if uses.get(entry, []) != [0]:  # read again later: keep it out of `x`, which the steps reuse
+                names[entry] = "identity"
+                lines.append("identity = x")
         fresh = 0
-        for i, node in enumerate(order):
-            consumers = ir.consumers(node.id)
-            chained = len(consumers) == 1 and i + 1 < len(order) and consumers[0].id == order[i + 1].id
-            if node.role is Role.INPUT:
-                names[node.id] = "x"
-                if not chained:  # used again later: keep it out of `x`, which the next steps reuse
-                    names[node.id] = "h0"
-                    lines.append("h0 = x")
-                continue
-            if chained or node.id == ir.output.id:
+        for k, (out, inputs, make, shape) in enumerate(steps):
+            args = ["x" if k == 0 and i == entry else names[i] for i in inputs]
+            if uses.get(out, []) == [k + 1] or (out == result and not uses.get(out)):
                 var = "x"
             else:
                 fresh += 1
                 var = f"h{fresh}"
-            args = [names[s] for s in node.inputs]
-            emit = emission(node)
-            expr = emit.call(args, node.attrs) if emit.call is not None else f"{self.access[node.id]}({args[0]})"
-            lines.append(f"{var} = {expr}  # {_fmt(node.shape)}")
-            names[node.id] = var
-        if names.get(ir.output.id) != "x":
-            lines.append(f"x = {names[ir.output.id]}")
+            lines.append(f"{var} = {make(args)}  # {_fmt(shape)}")
+            names[out] = var
+        if result is not None and steps and names.get(result, "x") != "x":
+            lines.append(f"x = {names[result]}")
         lines.append("return x")
         return lines
 
@@ -88,38 +170,42 @@ def _fmt(t: TensorType) -> str:
     return "x".join(str(d) for d in t.dims)
 
 
+def _class_lines(name: str, doc: str, init: list[str], forward: list[str], signature: str = "self",
+                 preamble: tuple[str, ...] = ()) -> list[str]:
+    out = ["", "", f"class {name}(nn.Module):", f'    """{doc}"""', "", f"    def __init__({signature}):",
+           "        super().__init__()"]
+    out += ["        " + line for line in (*preamble, *init)]
+    out += ["", "    def forward(self, x):"] + ["        " + line for line in forward]
+    return out
+
+
 def emit_module(ir: NetworkIR, source_name: str, version: str) -> str:
     """The full text of DIR/<network>.py for one compiled network."""
     em = _Emitter(ir)
-    em.scope(ir.root, "self")
-    forward = em.forward()
+    init, forward = em.body(ir.root, ir.root.items)
+    forward = [f"# input: {_fmt(ir.input.shape)}", *forward]
     cls = ir.class_name
     params = [ir.parameter_names[k] for k in ir.arguments]
     args = ", ".join(f"{p}={v!r}" for p, v in zip(params, ir.arguments.values(), strict=True))
-    sig = f"self, {args}" if args else "self"
     out = [f'"""{ir.name}: generated by archc {version} from {_docstring_safe(source_name)}; do not edit.',
            "",
            f"Input {_fmt(ir.input.shape)} (batch first: N x {_fmt(ir.input.shape)}), output {_fmt(ir.output.shape)}.",
            "Needs only torch.", '"""', ""]
     out += [f"import {name}" for name in sorted(em.imports)]
-    out += ["from torch import nn", "", "",
-            "class Block(nn.Module):",
-            '    """A named group of layers; the network\'s forward calls the layers directly."""',
-            ]
+    out += ["from torch import nn"]
     for helper in em.helpers:
         out += helper.rstrip("\n").split("\n")
-    out += ["", "", f"class {cls}(nn.Module):"]
+    for c in em.classes.values():
+        out += _class_lines(c.name, c.doc, c.init, c.forward)
+    doc = f"{ir.name}: {_fmt(ir.input.shape)} → {_fmt(ir.output.shape)}."
+    preamble: tuple[str, ...] = ()
     if ir.arguments:
         compiled = ", ".join(f"{k}={v!r}" for k, v in ir.arguments.items())
-        out += [f'    """Compiled with {compiled}; rebuild with `archc build --set` for other values."""', ""]
-    out += [f"    def __init__({sig}):", "        super().__init__()"]
-    if ir.arguments:
+        doc = f"{doc[:-1]}, compiled with {compiled}; rebuild with `archc build --set` for other values."
         given = ", ".join(params)
         expect = tuple(ir.arguments.values())
-        compiled_for = ", ".join(f"{k}={v!r}" for k, v in ir.arguments.items())
-        out += [f"        if ({given},) != {expect!r}:",
-                f"            raise ValueError(\"{cls} was compiled for {compiled_for}; \"",
-                "                             \"rebuild it with archc build --set KEY=VALUE\")"]
-    out += ["        " + line for line in em.init]
-    out += ["", "    def forward(self, x):"] + ["        " + line for line in forward]
+        preamble = (f"if ({given},) != {expect!r}:",
+                    f"    raise ValueError(\"{cls} was compiled for {compiled}; \"",
+                    "                     \"rebuild it with archc build --set KEY=VALUE\")")
+    out += _class_lines(cls, doc, init, forward, f"self, {args}" if args else "self", preamble)
     return "\n".join(out) + "\n"

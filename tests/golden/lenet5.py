@@ -7,47 +7,87 @@ Needs only torch.
 from torch import nn
 
 
-class Block(nn.Module):
-    """A named group of layers; the network's forward calls the layers directly."""
+class C1(nn.Module):
+    """the line `c1` (lenet5.arch:4)"""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 6, 5)
+        self.tanh = nn.Tanh()
+
+    def forward(self, x):
+        x = self.conv(x)  # 6x28x28
+        x = self.tanh(x)  # 6x28x28
+        return x
+
+
+class C3(nn.Module):
+    """the line `c3` (lenet5.arch:6)"""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(6, 16, 5)
+        self.tanh = nn.Tanh()
+
+    def forward(self, x):
+        x = self.conv(x)  # 16x10x10
+        x = self.tanh(x)  # 16x10x10
+        return x
+
+
+class F5(nn.Module):
+    """the line `f5` (lenet5.arch:8)"""
+
+    def __init__(self):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(400, 120)
+        self.tanh = nn.Tanh()
+
+    def forward(self, x):
+        x = self.flatten(x)  # 400
+        x = self.fc(x)  # 120
+        x = self.tanh(x)  # 120
+        return x
+
+
+class F6(nn.Module):
+    """the line `f6` (lenet5.arch:9)"""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(120, 84)
+        self.tanh = nn.Tanh()
+
+    def forward(self, x):
+        x = self.fc(x)  # 84
+        x = self.tanh(x)  # 84
+        return x
 
 
 class Lenet5(nn.Module):
-    """Compiled with classes=10; rebuild with `archc build --set` for other values."""
+    """lenet5: 1x32x32 → 10, compiled with classes=10; rebuild with `archc build --set` for other values."""
 
     def __init__(self, classes=10):
         super().__init__()
         if (classes,) != (10,):
             raise ValueError("Lenet5 was compiled for classes=10; "
                              "rebuild it with archc build --set KEY=VALUE")
-        self.c1 = Block()
-        self.c1.conv = nn.Conv2d(1, 6, 5)
-        self.c1.tanh = nn.Tanh()
+        self.c1 = C1()
         self.s2 = nn.AvgPool2d(2)
-        self.c3 = Block()
-        self.c3.conv = nn.Conv2d(6, 16, 5)
-        self.c3.tanh = nn.Tanh()
+        self.c3 = C3()
         self.s4 = nn.AvgPool2d(2)
-        self.f5 = Block()
-        self.f5.flatten = nn.Flatten()
-        self.f5.fc = nn.Linear(400, 120)
-        self.f5.tanh = nn.Tanh()
-        self.f6 = Block()
-        self.f6.fc = nn.Linear(120, 84)
-        self.f6.tanh = nn.Tanh()
+        self.f5 = F5()
+        self.f6 = F6()
         self.output = nn.Linear(84, 10)
 
     def forward(self, x):
         # input: 1x32x32
-        x = self.c1.conv(x)  # 6x28x28
-        x = self.c1.tanh(x)  # 6x28x28
+        x = self.c1(x)  # 6x28x28
         x = self.s2(x)  # 6x14x14
-        x = self.c3.conv(x)  # 16x10x10
-        x = self.c3.tanh(x)  # 16x10x10
+        x = self.c3(x)  # 16x10x10
         x = self.s4(x)  # 16x5x5
-        x = self.f5.flatten(x)  # 400
-        x = self.f5.fc(x)  # 120
-        x = self.f5.tanh(x)  # 120
-        x = self.f6.fc(x)  # 84
-        x = self.f6.tanh(x)  # 84
+        x = self.f5(x)  # 120
+        x = self.f6(x)  # 84
         x = self.output(x)  # 10
         return x

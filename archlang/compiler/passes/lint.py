@@ -19,3 +19,18 @@ def lint(ir: NetworkIR) -> None:
     for scope in ir.root.walk_scopes():
         assert scope is ir.root or scope.path not in paths, scope.path
         paths.add(scope.path)
+        if scope is not ir.root:
+            _check_block_is_a_function(ir, scope)
+
+
+def _check_block_is_a_function(ir: NetworkIR, scope) -> None:
+    """A block computes a function of one tensor: its nodes read one value from outside, and
+    only its last node is read from outside (the PyTorch backend gives every block a forward)."""
+    ids = {n.id for n in scope.walk_nodes()}
+    if not ids:
+        return
+    outside = {i for n in scope.walk_nodes() for i in n.inputs if i not in ids}
+    assert len(outside) <= 1, (scope.path, outside)
+    last = max(ids)
+    for i in ids - {last}:
+        assert all(c.id in ids for c in ir.consumers(i)), (scope.path, i)
