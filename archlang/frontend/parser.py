@@ -4,7 +4,6 @@ translation of lark's parse failures into ArchErrors that read well."""
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from functools import cache
 from pathlib import Path
@@ -61,38 +60,53 @@ def _words(terminals) -> str:
 
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
+TABLES_PATH = Path(__file__).with_name("grammar_tables.json")
+
+
+# the options the parser is built with (the generated tables, archlang.frontend.tables, hold them)
+TABLE_OPTIONS = {"parser": "lalr", "propagate_positions": True, "maybe_placeholders": True}
 
 
 def grammar_text() -> str:
     return GRAMMAR_PATH.read_text(encoding="utf-8")
 
 
-def _cache_file() -> str | None:
-    """Where lark keeps the analysed grammar between runs (a private per-user folder, never the
-    shared temp folder: the cache is a pickle).  ARCHLANG_NO_CACHE=1 turns it off."""
-    if os.environ.get("ARCHLANG_NO_CACHE"):
-        return None
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "archlang"
+def digest(grammar: str) -> str:
+    """What the generated tables record of the grammar they were made from."""
+    return hashlib.sha256(grammar.encode("utf-8")).hexdigest()
+
+
+def read_tables() -> dict | None:
+    """The generated tables (archlang.frontend.tables), if they were made from this grammar.lark
+    by the lark installed; None otherwise.  JSON, read from the package: never a pickle."""
+    import json
+
+    import lark
+
+    from archlang.frontend.tables import decode_hook
+
     try:
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if base.stat().st_uid != os.getuid() or not os.access(base, os.W_OK):
-            return None
-    except OSError:
+        tables = json.loads(TABLES_PATH.read_text(encoding="utf-8"), object_hook=decode_hook)
+    except (OSError, ValueError):
         return None
-    digest = hashlib.sha256(grammar_text().encode()).hexdigest()[:16]
-    return str(base / f"grammar-{digest}.lark-cache")
+    if not isinstance(tables, dict) or tables.get("grammar_sha256") != digest(grammar_text()) \
+            or tables.get("lark_version") != lark.__version__:
+        return None
+    return tables
 
 
 @cache
 def _lark() -> Lark:
-    options = dict(parser="lalr", postlex=Layout(), propagate_positions=True, maybe_placeholders=True)
-    path = _cache_file()
-    if path is not None:
-        try:  # building the LALR tables costs ~0.15 s a process; loading them, a few ms
-            return Lark(grammar_text(), cache=path, **options)
-        except Exception:  # noqa: BLE001 - an unreadable or stale cache must never stop a compile
+    """The parser: from the tables generated into the package when they match grammar.lark and the
+    installed lark, else from the grammar itself.  No cache and no pickle: nothing outside the
+    package is read to build it."""
+    tables = read_tables()
+    if tables is not None:
+        try:
+            return Lark._load_from_dict(tables["data"], tables["memo"], postlex=Layout())
+        except Exception:  # noqa: BLE001 - tables lark cannot load: analyse the grammar instead
             pass
-    return Lark(grammar_text(), **options)
+    return Lark(grammar_text(), postlex=Layout(), **TABLE_OPTIONS)
 
 
 def _tok_span(filename: str, tok: Token) -> Span:
