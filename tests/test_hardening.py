@@ -3,17 +3,23 @@ and signals.  Each test names the item of the issue it holds down."""
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import pickle
+import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 import archlang
 from archlang import ArchError
+from archlang.cli import main
 from tests.conftest import ROOT, SPECS
 
 LENET = SPECS / "lenet5.arch"
@@ -100,3 +106,354 @@ def test_1_the_shipped_tables_parse_exactly_as_the_grammar_does(monkeypatch):
     second = outcomes()
     assert first == second
     assert sum(kind == "error" for kind, _ in first) > 10 and sum(kind == "ok" for kind, _ in first) > 10
+
+
+def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+MESSY = "network n:\n  input 4\n  relu\n"
+TIDY = "network n:\n    input 4\n    relu\n"
+
+# ---- item 2: fmt keeps links, permissions and owners ----
+
+
+def test_2_fmt_writes_through_a_symlink_and_keeps_the_mode(tmp_path, capsys):
+    target = tmp_path / "real" / "net.arch"
+    target.parent.mkdir()
+    target.write_text(MESSY)
+    os.chmod(target, 0o640)
+    link = tmp_path / "link.arch"
+    link.symlink_to(target)
+    code, _, err = run_main(["fmt", link], capsys)
+    assert code == 0, err
+    assert link.is_symlink() and link.resolve() == target
+    assert target.read_text() == TIDY
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert sorted(p.name for p in target.parent.iterdir()) == ["net.arch"]  # no temporary left
+
+
+def test_2_fmt_keeps_a_read_only_file_read_only(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "ro.arch"
+    path.write_text(MESSY)
+    os.chmod(path, 0o444)
+    real_access = os.access
+    # as root every file is writable: make this one read-only for the test's user either way
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == path and mode & os.W_OK
+                        else real_access(p, mode, **kw))
+    code, _, err = run_main(["fmt", path], capsys)
+    assert code == 1 and "read-only" in err and "Traceback" not in err
+    assert path.read_text() == MESSY and stat.S_IMODE(path.stat().st_mode) == 0o444
+
+
+def test_2_fmt_keeps_the_owner_where_it_may(tmp_path, capsys):
+    if os.getuid() != 0:
+        pytest.skip("only root can give a file to another user")
+    path = tmp_path / "theirs.arch"
+    path.write_text(MESSY)
+    os.chown(path, 12345, 12345)
+    code, _, err = run_main(["fmt", path], capsys)
+    assert code == 0, err
+    assert (path.stat().st_uid, path.stat().st_gid) == (12345, 12345) and path.read_text() == TIDY
+
+
+# ---- item 4: build never overwrites what it did not write, never shadows a module ----
+
+
+def _net(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}_spec.arch"
+    path.write_text(f"network {name}(classes=10):\n    input 4\n    dense classes\n")
+    return path
+
+
+@pytest.mark.parametrize("name, foreign", [("setup", "setup.py"), ("conftest", "conftest.py"),
+                                           ("package", "package.json")])
+def test_4_build_never_overwrites_a_file_it_did_not_write(tmp_path, capsys, name, foreign):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / foreign).write_text("precious\n")
+    code, stdout, err = run_main(["build", _net(tmp_path, name), "-o", out], capsys)
+    assert code == 1 and "was not written by archc" in err and "Traceback" not in err
+    assert (out / foreign).read_text() == "precious\n"
+    assert sorted(p.name for p in out.iterdir()) == [foreign]  # nothing of the set was written
+    assert stdout == ""
+
+
+def test_4_build_overwrites_its_own_outputs(tmp_path, capsys):
+    from archlang.backends.files import is_ours
+
+    spec, out = _net(tmp_path, "setup"), tmp_path / "out"
+    assert run_main(["build", spec, "-o", out], capsys)[0] == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert {"setup.py", "setup.json", "setup.report.md"} <= set(written)
+    assert all(is_ours(out / n, "setup") for n in written)
+    assert not is_ours(out / "setup.py", "other")
+    spec.write_text(spec.read_text().replace("classes=10", "classes=7"))
+    code, _, err = run_main(["build", spec, "-o", out], capsys)
+    assert code == 0, err
+    assert "classes = 7" in (out / "setup.py").read_text() or "7" in (out / "setup.json").read_text()
+    assert json.loads((out / "setup.json").read_text())["arguments"] == {"classes": 7}
+
+
+def test_4_build_refuses_a_symlink_in_the_way(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    elsewhere = tmp_path / "elsewhere.py"
+    elsewhere.write_text("keep\n")
+    (out / "setup.py").symlink_to(elsewhere)
+    code, _, err = run_main(["build", _net(tmp_path, "setup"), "-o", out], capsys)
+    assert code == 1 and "symbolic link" in err
+    assert (out / "setup.py").is_symlink() and elsewhere.read_text() == "keep\n"
+
+
+@pytest.mark.parametrize("name", ["torch", "math", "typing", "numpy"])
+def test_4_a_network_named_after_an_imported_module_is_not_built(tmp_path, capsys, name):
+    code, _, err = run_main(["build", _net(tmp_path, name), "-o", tmp_path / "out"], capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith(f"{tmp_path / f'{name}_spec.arch'}:1:1: error: a network named '{name}' cannot be written")
+    assert f"hint: rename the network, e.g. {name}_net" in err
+    assert not (tmp_path / "out").exists()
+
+
+# ---- item 5: a build is atomic as a whole ----
+
+
+def _build_once(tmp_path: Path, capsys) -> tuple[Path, Path, dict[str, bytes]]:
+    spec, out = _net(tmp_path, "net"), tmp_path / "out"
+    assert run_main(["build", spec, "-o", out], capsys)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    spec.write_text(spec.read_text().replace("classes=10", "classes=3"))
+    return spec, out, before
+
+
+@pytest.mark.parametrize("failing_call", [1, 2, 3])
+def test_5_a_full_disk_leaves_the_previous_build_intact(tmp_path, capsys, monkeypatch, failing_call):
+    from archlang.backends import files
+
+    spec, out, before = _build_once(tmp_path, capsys)
+    calls = []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == failing_call:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    code, stdout, err = run_main(["build", spec, "-o", out], capsys)
+    assert code == 1 and "No space left on device" in err and err.startswith("archc: error: ")
+    assert "Traceback" not in err and stdout == ""
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # every old file, nothing staged
+
+
+def test_5_a_failed_rename_puts_the_previous_set_back(tmp_path, capsys, monkeypatch):
+    from archlang.backends import files
+
+    spec, out, before = _build_once(tmp_path, capsys)
+    real = os.replace
+    moved = []
+
+    def replace(src, dst):
+        if Path(dst).parent == out and not Path(src).name.startswith(".old."):
+            moved.append(dst)
+            if len(moved) == 3:
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", replace)
+    code, _, err = run_main(["build", spec, "-o", out], capsys)
+    assert code == 1 and "Input/output error" in err
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+# ---- item 7: render png/pdf to stdout ----
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="needs graphviz's dot")
+@pytest.mark.parametrize("fmt, magic", [("png", b"\x89PNG\r\n\x1a\n"), ("pdf", b"%PDF-")])
+def test_7_render_to_stdout_writes_the_bytes_themselves(tmp_path, fmt, magic):
+    piped = archc("render", str(LENET), "-f", fmt, "-o", "-")
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.startswith(magic)
+    to_file = archc("render", str(LENET), "-f", fmt, "-o", str(tmp_path / f"x.{fmt}"))
+    assert to_file.returncode == 0
+    if fmt == "png":  # a pdf carries its creation time
+        assert piped.stdout == (tmp_path / "x.png").read_bytes()
+    else:
+        assert abs(len(piped.stdout) - (tmp_path / "x.pdf").stat().st_size) < 64
+
+
+# ---- item 8: the quoted line is the parser's line ----
+
+
+@pytest.mark.parametrize("separator", ["\f", "\x85", "\u2028", "\u2029", "\x1c", "\r", "\v"])
+def test_8_diagnostics_quote_the_line_the_parser_counts(separator):
+    source = f"# a comment with {separator} inside\nnetwork n:\n    input 4\n    rleu\n"
+    with pytest.raises(ArchError) as info:
+        archlang.compile(source, "sep.arch")
+    text = str(info.value)
+    assert text.splitlines()[:3] == ["sep.arch:4:5: error: unknown op or def 'rleu'", "   4 |     rleu",
+                                     "     |     ^~~~"]
+
+
+def test_8_crlf_lines_are_quoted_without_their_cr():
+    with pytest.raises(ArchError) as info:
+        archlang.compile("network n:\r\n    input 4\r\n    rleu\r\n", "crlf.arch")
+    assert "   3 |     rleu\n" in str(info.value)
+
+
+# ---- item 9: limits everywhere ----
+
+
+UNUSED = "network n(unused=1, k=2):\n    input 4\n    dense k\n"
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), 10**13, 1e13, -(10**13), False, "x"])
+def test_9_api_overrides_of_unused_parameters_are_checked(value):
+    net = archlang.compile(UNUSED, "u.arch")["n"]
+    with pytest.raises(ArchError) as info:
+        net.with_arguments(unused=value)
+    assert "--set unused:" in info.value.message
+
+
+def test_9_api_overrides_within_the_limit_still_work():
+    net = archlang.compile(UNUSED, "u.arch")["n"]
+    assert net.with_arguments(unused=10**12).arguments["unused"] == 10**12
+    assert net.with_arguments(k=5).output_shape == (5,)
+
+
+@pytest.mark.parametrize("value", ["inf", "1e13", "10000000000000", "-1e400", "nan"])
+def test_9_cli_overrides_of_unused_parameters_are_checked(tmp_path, capsys, value):
+    path = tmp_path / "u.arch"
+    path.write_text(UNUSED)
+    code, _, err = run_main(["check", path, "--set", f"unused={value}"], capsys)
+    assert code == 2 and err.startswith(f"{path}:1:9: error: --set unused: ")
+
+
+# ---- item 10: bad output paths, huge literals, link loops: a clean error ----
+
+
+def test_10_bad_output_paths_give_a_clean_error(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for argv in (["build", LENET, "-o", a_file], ["build", LENET, "-o", a_file / "under"],
+                 ["render", LENET, "-f", "dot", "-o", a_file / "x.dot"]):
+        code, _, err = run_main(argv, capsys)
+        assert code == 1, argv
+        assert err.startswith("archc: error: cannot write into ") and "a file" in err, err
+    assert a_file.read_text() == "x"
+
+
+def test_10_an_unwritable_output_folder_gives_a_clean_error(tmp_path, capsys, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == locked
+                        else real_access(p, mode, **kw))
+    code, _, err = run_main(["build", LENET, "-o", locked], capsys)
+    assert code == 1 and err == f"archc: error: cannot write into {locked}: permission denied\n"
+
+
+def test_10_train_out_naming_a_file_is_a_clean_error(tmp_path, capsys):
+    pytest.importorskip("torch")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for out in (a_file, a_file / "run"):
+        code, _, err = run_main(["train", LENET, "--epochs", "1", "--out", out], capsys)
+        assert code == 1 and err.startswith("archc: error: --out") and "Traceback" not in err, err
+    assert a_file.read_text() == "x"
+
+
+@pytest.mark.parametrize("where", ["dense {n}", "input {n}", "input 3x{n}x4", "relu x{n}", "set padding = {n}"])
+def test_10_integer_literals_past_pythons_limit_are_located_errors(tmp_path, capsys, where):
+    line = where.format(n="7" * 5000)
+    if where.startswith("set"):
+        source = f"{line}\nnetwork n:\n    input 4\n    relu\n"
+    elif where.startswith("input"):
+        source = f"network n:\n    {line}\n    relu\n"
+    else:
+        source = f"network n:\n    input 4\n    {line}\n"
+    path = tmp_path / "big.arch"
+    path.write_text(source)
+    for command in ("check", "fmt"):
+        code, _, err = run_main([command, path], capsys)
+        assert code == 1 and "Traceback" not in err
+        assert "this number has 5,000 digits; values are at most 1,000,000,000,000" in err.splitlines()[0]
+
+
+def test_10_symlink_loops_are_located_errors(tmp_path, capsys):
+    (tmp_path / "a.arch").symlink_to("b.arch")
+    (tmp_path / "b.arch").symlink_to("a.arch")
+    (tmp_path / "main.arch").write_text('use "a.arch"\nnetwork n:\n    input 4\n    relu\n')
+    code, _, err = run_main(["check", tmp_path / "a.arch"], capsys)
+    assert code == 1 and err.startswith(f"{tmp_path / 'a.arch'}:1:1: error: cannot read ")
+    assert "symbolic links" in err
+    code, _, err = run_main(["check", tmp_path / "main.arch"], capsys)
+    assert code == 1 and err.startswith(f"{tmp_path / 'main.arch'}:1:1: error: cannot read ")
+    assert '   1 | use "a.arch"' in err
+
+
+# ---- item 12: file kinds and sizes are checked before reading ----
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def test_12_a_fifo_is_refused_without_blocking(tmp_path):
+    _fifo(tmp_path / "pipe.arch")
+    (tmp_path / "uses.arch").write_text('use "pipe.arch"\nnetwork n:\n    input 4\n    relu\n')
+    (tmp_path / "tree").mkdir()
+    _fifo(tmp_path / "tree" / "p.arch")
+    shutil.copy(LENET, tmp_path / "tree" / "lenet5.arch")
+    for args in (["check", "pipe.arch"], ["check", "uses.arch"], ["fmt", "tree"], ["fmt", "pipe.arch"]):
+        proc = archc(*args, cwd=tmp_path, timeout=30)
+        out, err = text_of(proc)
+        assert proc.returncode == 1, (args, err)
+        assert "it is not a regular file (a FIFO)" in err and "Traceback" not in err
+    assert "1 unchanged, 1 with errors" in text_of(archc("fmt", "tree", cwd=tmp_path, timeout=30))[1]
+
+
+def test_12_a_link_to_dev_zero_is_refused_at_once(tmp_path):
+    (tmp_path / "zero.arch").symlink_to("/dev/zero")
+    start = time.perf_counter()
+    proc = archc("check", "zero.arch", cwd=tmp_path, timeout=30)
+    assert proc.returncode == 1
+    assert "it is not a regular file (a character device)" in text_of(proc)[1]
+    assert time.perf_counter() - start < 10
+
+
+def test_12_a_huge_file_is_refused_before_it_is_read(tmp_path, capsys):
+    huge = tmp_path / "huge.arch"
+    with open(huge, "wb") as f:
+        f.truncate(300 * 10**6)  # sparse: costs no disk
+    start = time.perf_counter()
+    code, _, err = run_main(["check", huge], capsys)
+    assert code == 1 and err.startswith(f"{huge}:1:1: error: '{huge}' is larger than 1,000,000 characters")
+    assert time.perf_counter() - start < 2
+
+
+def test_12_reads_are_bounded_even_if_the_file_grows(tmp_path, monkeypatch):
+    from archlang.frontend import reading
+
+    path = tmp_path / "grows.arch"
+    path.write_bytes(b"# small\n")
+    real_read = os.read
+    monkeypatch.setattr(reading.os, "read", lambda fd, n: b"#" * n if n else real_read(fd, n))
+    with pytest.raises(reading.TooLarge):
+        reading.read_bounded(path, 1000)
+
+
+def test_12_the_fmt_walk_does_not_follow_folder_links(tmp_path):
+    from archlang.frontend.reading import arch_files_under
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.arch").write_text(TIDY)
+    (tmp_path / "a" / "loop").symlink_to(tmp_path)
+    assert arch_files_under(tmp_path) == [tmp_path / "a" / "x.arch"]
