@@ -457,3 +457,265 @@ def test_12_the_fmt_walk_does_not_follow_folder_links(tmp_path):
     (tmp_path / "a" / "x.arch").write_text(TIDY)
     (tmp_path / "a" / "loop").symlink_to(tmp_path)
     assert arch_files_under(tmp_path) == [tmp_path / "a" / "x.arch"]
+
+
+# ---- item 3 and 11: archc train ----
+
+TINY = """network tiny(classes=10):
+    input 1x8x8
+    conv3x3 4 same > relu
+    gap
+    dense classes
+"""
+TINY_BN = """network tinybn(classes=10):
+    input 1x8x8
+    conv3x3 4 same > relu
+    gap > bn
+    dense classes
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Path:
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    path = tmp_path / "tiny.arch"
+    path.write_text(TINY)
+    return path
+
+
+def test_3_train_refuses_an_out_folder_holding_other_files(tiny, tmp_path, capsys):
+    out = tmp_path / "here"
+    out.mkdir()
+    for name in ("model.pt", "metrics.json", "tiny.py", "notes.txt"):
+        (out / name).write_text("mine\n")
+    code, _, err = run_main(["train", tiny, "--epochs", "1", "--out", out], capsys)
+    assert code == 1 and "already holds files" in err and "pick another --out" in err
+    assert all((out / n).read_text() == "mine\n" for n in ("model.pt", "metrics.json", "tiny.py", "notes.txt"))
+    code, _, err = run_main(["train", tiny, "--epochs", "1", "--out", out, "--resume"], capsys)
+    assert code == 1 and "no checkpoint to resume" in err
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.pt", "notes.txt", "tiny.py"]
+
+
+def test_3_train_into_a_new_or_empty_folder(tiny, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "empty", tmp_path / "new" / "run"):
+        code, _, err = run_main(["train", tiny, "--epochs", "1", "--out", out], capsys)
+        assert code == 0, err
+        assert (out / "checkpoint.pt").is_file()
+
+
+def test_11_a_decompression_bomb_is_a_clean_error(tmp_path, monkeypatch):
+    Image = pytest.importorskip("PIL.Image")
+    from archlang.train import data as train_data
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        Image.new("L", (64, 64)).save(tmp_path / cls / "x.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4,096 pixels is over twice the limit
+    with pytest.raises(train_data.DataError, match="decompression bomb"):
+        train_data.load(str(tmp_path), (1, 8, 8), 2)
+
+
+def test_11_a_last_batch_of_one_image_is_dropped_for_batch_norm(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    spec = tmp_path / "bn.arch"
+    spec.write_text(TINY_BN)
+    # digits: 1,438 training images = 3 x 479 + 1
+    code, _, err = run_main(["train", spec, "--epochs", "1", "--batch-size", "479", "--out", tmp_path / "r"],
+                            capsys)
+    assert code == 0, err
+    assert "note: the last batch of each epoch would hold 1 image" in err and "(1,437 of 1,438 images" in err
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["steps"] == 3
+    # without batch norm nothing is dropped
+    spec.write_text(TINY)
+    code, _, err = run_main(["train", spec, "--epochs", "1", "--batch-size", "479", "--out", tmp_path / "s"],
+                            capsys)
+    assert code == 0 and "note:" not in err
+    assert json.loads((tmp_path / "s" / "metrics.json").read_text())["steps"] == 4
+
+
+def _damage(ck: dict, how: str) -> dict:
+    import torch
+
+    ck = dict(ck)
+    if how.startswith("drop:"):
+        del ck[how[5:]]
+    elif how.startswith("set:"):
+        key, _, value = how[4:].partition("=")
+        ck[key] = eval(value, {"torch": torch})  # noqa: S307 - the test's own literals
+    elif how == "settings-missing-lr":
+        ck["settings"] = {k: v for k, v in ck["settings"].items() if k != "lr"}
+    elif how == "history-record-missing":
+        ck["history"] = [{"epoch": 1}]
+    elif how == "rng-python-garbage":
+        ck["rng"] = {**ck["rng"], "python": (3, (1, 2), None)}
+    elif how == "rng-torch-float":
+        ck["rng"] = {**ck["rng"], "torch": torch.zeros(3)}
+    elif how == "optimizer-groups":
+        ck["optimizer"] = {"state": {}, "param_groups": []}
+    elif how == "model-key-missing":
+        ck["model"] = dict(list(ck["model"].items())[1:])
+    return ck
+
+
+DAMAGES = ["set:epoch=-3", "set:epoch='1'", "set:step=-1", "set:step=10**6", "set:global_step=None",
+           "set:elapsed=float('nan')", "set:running=torch.zeros(2)", "set:running=[0.0, 0.0, 0.0]",
+           "set:history={}", "set:arguments=[]", "set:settings=None", "drop:rng", "drop:model",
+           "drop:optimizer", "drop:scaler", "drop:history", "settings-missing-lr", "history-record-missing",
+           "rng-python-garbage", "rng-torch-float", "optimizer-groups", "model-key-missing", "set:scaler=[]"]
+
+
+def test_11_damaged_checkpoints_are_refused_with_the_field_at_fault(tiny, tmp_path, capsys):
+    import torch
+
+    run = tmp_path / "run"
+    assert run_main(["train", tiny, "--epochs", "1", "--out", run], capsys)[0] == 0
+    good = torch.load(run / "checkpoint.pt", weights_only=True)
+    for how in DAMAGES:
+        torch.save(_damage(good, how), run / "checkpoint.pt")
+        code, _, err = run_main(["train", tiny, "--epochs", "2", "--out", run, "--resume"], capsys)
+        assert code == 1, (how, err)
+        expected = "do not fit tiny" if how == "model-key-missing" else "is damaged, so the run cannot continue from it"
+        assert expected in err, (how, err)
+        assert "Traceback" not in err
+    torch.save(good, run / "checkpoint.pt")
+    code, _, err = run_main(["train", tiny, "--epochs", "2", "--out", run, "--resume"], capsys)
+    assert code == 0, err
+
+
+def test_11_ctrl_c_outside_the_loop_is_a_clean_stop(tiny, tmp_path, capsys, monkeypatch):
+    import archlang.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(archlang.train, "run", interrupted)
+    code, _, err = run_main(["train", tiny, "--out", tmp_path / "r"], capsys)
+    assert (code, err) == (130, "archc: interrupted; no checkpoint was saved\n")
+
+
+def test_11_ctrl_c_during_start_up_prints_no_traceback(tiny, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "archlang", "train", str(tiny), "--out", str(tmp_path / "r")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1.0)  # importing torch and reading the digits take longer than this
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err and b"archc: interrupted" in err
+
+
+def test_11_a_resumed_run_names_the_process_count_it_needs(tiny, tmp_path, capsys):
+    import torch
+
+    run = tmp_path / "run"
+    assert run_main(["train", tiny, "--epochs", "1", "--out", run], capsys)[0] == 0
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    ck["settings"]["world_size"] = 2
+    torch.save(ck, run / "checkpoint.pt")
+    code, _, err = run_main(["train", tiny, "--epochs", "2", "--out", run, "--resume"], capsys)
+    assert code == 1
+    assert "was started with --nproc 2" in err and "resume it with --nproc 2" in err and "drop" not in err
+
+
+# ---- item 14 ----
+
+
+def test_14_a_byte_order_mark_is_accepted_and_fmt_removes_it(tmp_path, capsys):
+    path = tmp_path / "bom.arch"
+    path.write_bytes(b"\xef\xbb\xbf" + TIDY.encode())
+    assert run_main(["check", path], capsys)[0] == 0
+    code, _, err = run_main(["fmt", path], capsys)
+    assert code == 0 and "reformatted" in err
+    assert path.read_bytes() == TIDY.encode()
+
+
+UNCALLED = """def block(w):
+    conv3x3 w same > bn > {body}
+
+network n(k=0):
+    input 3x8x8
+    (conv3x3 8 same > {zero})x(k)
+    relu
+"""
+
+
+@pytest.mark.parametrize("body, zero, message", [
+    ("rleu", "relu", "unknown op or def 'rleu'"),
+    ("relu > dense wdth", "relu", "'wdth' is neither a parameter in scope nor a flag of dense"),
+    ("relu > dense w*wdth", "relu", "unknown name 'wdth'"),
+    ("conv3x3 w smae", "relu", "'smae' is neither a parameter in scope nor a flag of conv3x3"),
+    ("conv3x3 w strid=2", "relu", "conv3x3 has no argument 'strid'"),
+    ("relu", "bn > rleu", "unknown op or def 'rleu'"),
+    ("relu", "block(kk)", "unknown name 'kk'"),
+    ("relu", "block v=2", "block(w) has no parameter 'v'"),
+    ("relu", "conv3x3 in.chan", "'in' has c, h and w, not 'chan'"),
+    ("relu", "relu | skip pda", "skip takes one flag: pad, project or optional"),
+    ("relu", "dense 3 x(nn)", "unknown name 'nn'"),
+])
+def test_14_names_are_resolved_in_uncalled_defs_and_zero_repeats(body, zero, message):
+    with pytest.raises(ArchError) as info:
+        archlang.compile(UNCALLED.format(body=body, zero=zero), "u.arch")
+    assert info.value.message == message
+
+
+def test_14_resolution_accepts_what_compiles():
+    source = UNCALLED.format(body="conv3x3 w same stride=1 > relu | skip pad", zero="block(in.c) > dense 3 x(k)")
+    assert archlang.compile(source, "u.arch")["n"].output_shape == (3, 8, 8)
+    for spec in sorted(SPECS.glob("*.arch")):
+        archlang.compile_file(spec)  # every spec still compiles
+
+
+def test_14_resolution_reaches_defs_of_used_files(tmp_path):
+    (tmp_path / "lib.arch").write_text("def unused = rleu\n")
+    (tmp_path / "main.arch").write_text('use "lib.arch"\nnetwork n:\n    input 4\n    relu\n')
+    with pytest.raises(ArchError) as info:
+        archlang.compile_file(tmp_path / "main.arch")
+    assert (info.value.filename, info.value.line, info.value.message) == (
+        str(tmp_path / "lib.arch"), 1, "unknown op or def 'rleu'")
+
+
+def test_14_fmt_joins_a_repeat_count_written_on_the_next_line():
+    from archlang.frontend.format import format_source, same_ast
+
+    source = "network n:\n    input 4\n    (relu ×\n        2)\n    (relu ×  # two\n     (1+1))\n"
+    out = format_source(source)
+    assert "×" not in out
+    assert out == "network n:\n    input 4\n    (relu x2)\n    (relu x(  # two\n            1+1))\n"
+    assert same_ast(source, out)
+    assert format_source(out) == out
+
+
+@pytest.mark.parametrize("text", ["٣", "1_0", "１０", "0x10", "inf", "nan", "1e400", "", " 3", "3.", "1" * 5000])
+def test_14_set_takes_ascii_digits_only(text):
+    from archlang.compiler import parse_override
+
+    if text == "3.":  # Python spelling, ASCII: accepted
+        assert parse_override(text) == 3.0
+        return
+    with pytest.raises(ValueError):
+        parse_override(text)
+
+
+@pytest.mark.parametrize("text, value", [("10", 10), ("-2", -2), ("0.5", 0.5), ("1e-3", 0.001), (".5", 0.5)])
+def test_14_set_still_reads_numbers(text, value):
+    from archlang.compiler import parse_override
+
+    assert parse_override(text) == value and type(parse_override(text)) is type(value)
+
+
+def test_14_render_to_an_empty_path_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(["render", LENET, "-f", "dot", "-o", ""], capsys)
+    assert code == 2 and "-o needs a file or folder" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("n, text", [(999, "999"), (61_706, "61.71 k"), (999_999, "1.00 M"),
+                                     (3_600_000_000, "3.60 G"), (10**12, "1.00 T"), (2 * 10**15, "2.00 P"),
+                                     (999_999_999_989_999_992_832, "1.00e+21"), (10**30, "1.00e+30")])
+def test_14_large_counts_print_sensibly(n, text):
+    from archlang.backends.report import _si
+
+    assert _si(n) == text

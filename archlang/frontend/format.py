@@ -156,6 +156,9 @@ def _join_split_repeats(physicals: list[_Physical]) -> list[_Physical]:
         p.tokens.append(moved)
         if moved.text in _OPENERS:
             nxt.depth += 1
+        elif nxt.comment is None and all(t.text in _CLOSERS for t in nxt.tokens):
+            p.tokens += nxt.tokens  # `(relu x2)` rather than a line holding only `)`
+            nxt.tokens = []
     return [p for p in out if p.tokens or p.comment is not None]
 
 
