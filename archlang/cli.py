@@ -99,15 +99,20 @@ def cmd_check(args) -> int:
 def cmd_build(args) -> int:
     from pathlib import Path
 
-    from archlang.backends.files import write_atomic
+    from archlang.backends.files import check_module_names, write_set
+    from archlang.errors import OutputError
 
     program = _compile(args)
+    check_module_names(program)
     out_dir = Path(args.output)
-    # render everything before writing anything: a failure leaves existing outputs untouched
+    # render everything, then write the whole set at once: a failure leaves the previous outputs as they were
     outputs = [(net, net.build_files(out_dir, warn=_warn)) for net in program]
+    try:
+        write_set((path, data, net.name) for net, files in outputs for path, data in files)
+    except OutputError as err:
+        print(_red(f"archc: error: {err}"), file=sys.stderr)
+        return 1
     for net, files in outputs:
-        for path, text in files:
-            write_atomic(path, text)
         print(f"{net.name}: {_shape(net.input_shape)} → {_shape(net.output_shape)}, {net.params:,} params, "
               f"{net.macs:,} MACs")
         for path, _ in files:
@@ -123,8 +128,11 @@ def cmd_render(args) -> int:
     from pathlib import Path
 
     from archlang.backends.diagram import RenderError
-    from archlang.backends.files import write_atomic
+    from archlang.backends.files import write_output
+    from archlang.errors import OutputError
 
+    if args.output == "":
+        raise _Usage("-o needs a file or folder (or - for stdout)")
     program = _compile(args)
     nets = list(program)
     target = Path(args.output) if args.output and args.output != "-" else None
@@ -142,11 +150,18 @@ def cmd_render(args) -> int:
         print(f"archc: error: {err}", file=sys.stderr)
         return 1
     for path, data in outputs:
-        if path is None:
-            text = data if isinstance(data, str) else data.decode("utf-8", errors="replace")
-            sys.stdout.write(text)
+        if path is None and isinstance(data, bytes):  # png, pdf: the bytes themselves
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        elif path is None:
+            sys.stdout.write(data)
         else:
-            write_atomic(path, data)
+            try:
+                write_output(path, data)
+            except OutputError as err:
+                print(_red(f"archc: error: {err}"), file=sys.stderr)
+                return 1
             print(f"wrote {path}")
     return 0
 
@@ -204,11 +219,13 @@ def cmd_diff(args) -> int:
 def _arch_files(paths: list[str]) -> list:
     from pathlib import Path
 
+    from archlang.frontend.reading import arch_files_under
+
     files = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found = sorted(path.rglob("*.arch"))
+            found = arch_files_under(path)
             if not found:
                 raise _Usage(f"{name}: no .arch files in this folder")
             files += found
@@ -220,7 +237,8 @@ def _arch_files(paths: list[str]) -> list:
 def cmd_fmt(args) -> int:
     import difflib
 
-    from archlang.backends.files import write_atomic
+    from archlang.backends.files import rewrite
+    from archlang.errors import OutputError
     from archlang.formatting import format_file
 
     failed = changed = 0
@@ -243,7 +261,12 @@ def cmd_fmt(args) -> int:
         if args.check:
             print(f"would reformat {r.path}", file=sys.stderr)
         elif not args.diff:
-            write_atomic(r.path, r.text)
+            try:
+                rewrite(r.path, r.text)
+            except OutputError as err:
+                print(f"archc: error: {err}", file=sys.stderr)
+                changed, failed = changed - 1, failed + 1
+                continue
             print(f"reformatted {r.path}", file=sys.stderr)
     verb = "would be reformatted" if args.check or args.diff else "reformatted"
     summary = [f"{changed} file{'s' * (changed != 1)} {verb}", f"{len(results) - changed} unchanged"]
@@ -311,6 +334,11 @@ def cmd_train(args) -> int:
     except (DataError, TrainError) as err:
         print(f"archc: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C before the loop took it over, or a second Ctrl-C inside it
+        saved = (f"{out}/checkpoint.pt holds the last saved state (--resume continues from it)"
+                 if (out / "checkpoint.pt").is_file() else "no checkpoint was saved")
+        print(f"archc: interrupted; {saved}", file=sys.stderr)
+        return 130
 
 
 def _subcommand(sub, name: str, func, summary: str, description: str, example: str,
@@ -450,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        print("archc: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

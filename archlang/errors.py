@@ -83,12 +83,16 @@ def remember_source(filename: str, text: str) -> None:
 
 
 def source_line(filename: str, line: int) -> str | None:
+    """Line `line` of a remembered source, counted as the parser counts: only `\\n` ends a line
+    (a form feed, U+0085 or U+2028 does not); the `\\r` of a `\\r\\n` is not part of the line."""
     text = _SOURCES.get(filename)
     if text is None:
         return None
-    lines = text.splitlines()
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it starts none
     if 1 <= line <= len(lines):
-        return lines[line - 1]
+        return lines[line - 1].removesuffix("\r")
     return None
 
 
@@ -115,6 +119,11 @@ def render(err: ArchError) -> str:
     if err.hint:
         out.append(f"  hint: {err.hint}")
     return "\n".join(out)
+
+
+class OutputError(Exception):
+    """An output archc cannot write (a full disk, a path under a file, no permission) or will not
+    overwrite (a file it did not write): `archc: error: MESSAGE`, exit 1."""
 
 
 def did_you_mean(name: str, candidates) -> str | None:

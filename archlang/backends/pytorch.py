@@ -16,7 +16,7 @@ import keyword
 import re
 from dataclasses import dataclass, field
 
-from archlang.compiler.ir import Container, NetworkIR, Node, Role, Scope, ScopeKind, TensorType
+from archlang.compiler.ir import Container, NetworkIR, Node, Scope, ScopeKind, TensorType
 from archlang.compiler.ops import Emit, InternalError, spec_of
 from archlang.compiler.passes.naming import helper_classes
 

@@ -319,10 +319,16 @@ def _shape(dims) -> str:
 
 
 def _si(n: int) -> str:
-    for unit, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
-        if n >= size:
+    """`61.71 k`, `3.60 G`, then T, P and E; a count past 999.99 E is scientific (`1.00e+21`),
+    never a float's digits."""
+    if isinstance(n, float) and not n.is_integer():
+        return f"{n:.2e}" if n == n and abs(n) != float("inf") else str(n)
+    if n < 1000:
+        return str(int(n))
+    for unit, size in (("k", 10**3), ("M", 10**6), ("G", 10**9), ("T", 10**12), ("P", 10**15), ("E", 10**18)):
+        if round(n / size, 2) < 1000:
             return f"{n / size:.2f} {unit}"
-    return str(n)
+    return f"{n:.2e}"
 
 
 def _bytes(n: int) -> str:

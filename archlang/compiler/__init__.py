@@ -4,6 +4,7 @@ binding, replay and the lowering rules), and runs the passes (archlang.compiler.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from archlang.compiler.elaborate import Elaborator
 from archlang.compiler.ir import NetworkIR
 from archlang.compiler.loader import Loader, Unit
 from archlang.compiler.passes import run_passes
-from archlang.compiler.values import Env, evaluate
+from archlang.compiler.resolve import check_names
+from archlang.compiler.values import MAX_VALUE, Env, evaluate
 from archlang.errors import ArchError, did_you_mean, whole_file
 from archlang.frontend import ast
 
@@ -23,17 +25,32 @@ class OverrideError(ArchError):
     """A bad `--set` (unknown parameter or value): a usage error rather than a compile error."""
 
 
+_INTEGER = re.compile(r"[-+]?[0-9]+")
+_DECIMAL = re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
+
+
 def parse_override(text: str) -> int | float:
-    try:
+    """The number a `--set KEY=VALUE` value spells: ASCII digits only (not `٣`, not `1_0`)."""
+    if _INTEGER.fullmatch(text):
+        if len(text.lstrip("+-0")) > 13:
+            raise ValueError(f"'{text[:20]}{'...' if len(text) > 20 else ''}' is over the limit of {MAX_VALUE:,}")
         return int(text)
-    except ValueError:
-        pass
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"'{text}' is not a number") from None
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(f"'{text}' is not a number (write it with the digits 0-9, e.g. 10, 0.5 or 1e-3)")
+    value = float(text)
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError(f"'{text}' is not a finite number")
+    return value
+
+
+def _check_value(value: Any) -> int | float:
+    """A parameter's value from --set or the API: a finite int or float within the limit."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not a number")
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        raise ValueError(f"{value} is not a finite number")
+    if abs(value) > MAX_VALUE:
+        raise ValueError(f"{value:.3g} is over the limit of {MAX_VALUE:,}")
     return value
 
 
@@ -43,7 +60,7 @@ def _arguments(net: ast.Network, unit: Unit, overrides: dict[str, Any]) -> dict[
         if p.name in overrides:
             raw = overrides[p.name]
             try:
-                values[p.name] = parse_override(raw) if isinstance(raw, str) else raw
+                values[p.name] = _check_value(parse_override(raw) if isinstance(raw, str) else raw)
             except ValueError as err:
                 raise OverrideError(f"--set {p.name}: {err}", net.name_span) from None
         elif p.default is not None:
@@ -82,6 +99,7 @@ def compile_units(unit: Unit, main_file: str, overrides: dict[str, Any] | None =
         for net in nets:
             args = _arguments(net, unit, {k: v for k, v in overrides.items() if k in {p.name for p in net.params}})
             result[net.name] = run_passes(Elaborator(net, unit, args, plain=plain).run())
+        check_names(unit)  # names in code no network expanded: uncalled defs, ×0 repeats
     finally:
         sys.setrecursionlimit(old)
     return result

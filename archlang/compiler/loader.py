@@ -9,7 +9,8 @@ from pathlib import Path
 
 from archlang.errors import ArchError, Span, did_you_mean, remember_source, whole_file
 from archlang.frontend import ast
-from archlang.frontend.parser import parse
+from archlang.frontend.parser import MAX_SOURCE_BYTES, parse
+from archlang.frontend.reading import ReadError, TooLarge, read_bounded
 
 SETTINGS = {
     "padding": ("same", "valid"),
@@ -39,15 +40,25 @@ def check_setting(setting: ast.Setting) -> None:
                         hint=f"{setting.key} is one of {', '.join(allowed)}")
 
 
+# a file of MAX_SOURCE_BYTES characters takes at most 4 bytes a character in UTF-8
+MAX_FILE_BYTES = 4 * MAX_SOURCE_BYTES
+
+
 def read_source(path: Path, where: Span | None = None) -> str:
-    """The text of an .arch file; a missing, unreadable or non-UTF-8 file is an ArchError."""
+    """The text of an .arch file; a missing, unreadable or non-UTF-8 file is an ArchError, and so
+    is anything but a regular file (a FIFO, a device) or a file over the size limit: both are
+    checked before reading, and the read is bounded."""
     display = str(path)
     where = where or whole_file(display)
     try:
-        data = path.read_bytes()
+        data = read_bounded(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         raise ArchError(f"no such file: '{display}'", where) from None
-    except (IsADirectoryError, PermissionError, OSError) as err:
+    except TooLarge:
+        raise ArchError(f"'{display}' is larger than {MAX_SOURCE_BYTES:,} characters", where) from None
+    except ReadError as err:
+        raise ArchError(f"cannot read '{display}': {err}", where) from None
+    except OSError as err:
         raise ArchError(f"cannot read '{display}': {err.strerror or err}", where) from None
     try:
         return data.decode("utf-8")
@@ -68,7 +79,7 @@ class Loader:
         return self._build(parse(text, filename), base)
 
     def load_path(self, path: Path, span: Span | None = None) -> Unit:
-        key = str(path.resolve())
+        key = os.path.realpath(path)  # never raises: a link loop fails when it is read
         if key in self.units:
             return self.units[key]
         display = str(path)

@@ -6,7 +6,8 @@ Works on tokens, so every comment and the grouping of lines by blank lines survi
 - spacing: one space around `>`, `|` and a label's, setting's or one-line def's `=`; none around
   `=` in `key=value`, inside brackets, around arithmetic (`in.c//2`) or after a stride's `/`;
   `, ` between items; the call name touches its `[` (`inception[`) and a def's `(`;
-- repeats in ASCII: `×2` → `x2`, `×n` → `x(n)`, `×(n-1)` → `x(n-1)`;
+- repeats in ASCII: `×2` → `x2`, `×n` → `x(n)`, `×(n-1)` → `x(n-1)` (a count on the line after
+  its `×` joins it);
 - the `=` of consecutive one-line labelled lines aligned (a blank line, an unlabelled line or
   a multi-line statement ends the run); trailing comments of consecutive lines aligned, two
   spaces after the longest of those lines;
@@ -141,6 +142,26 @@ def _ascii_repeats(tokens: list[_Tok]) -> list[_Tok]:
     return out
 
 
+def _join_split_repeats(physicals: list[_Physical]) -> list[_Physical]:
+    """A `×` ending a line inside brackets takes its count (or the `(` opening it) from the next
+    line that has code, so that it can become `x2` / `x(`, which cannot be split."""
+    out = [dataclasses.replace(p, tokens=list(p.tokens)) for p in physicals]
+    for i, p in enumerate(out):
+        if not p.tokens or p.tokens[-1].text != "×":
+            continue
+        nxt = next((q for q in out[i + 1:] if q.tokens), None)
+        if nxt is None:
+            continue
+        moved = nxt.tokens.pop(0)
+        p.tokens.append(moved)
+        if moved.text in _OPENERS:
+            nxt.depth += 1
+        elif nxt.comment is None and all(t.text in _CLOSERS for t in nxt.tokens):
+            p.tokens += nxt.tokens  # `(relu x2)` rather than a line holding only `)`
+            nxt.tokens = []
+    return [p for p in out if p.tokens or p.comment is not None]
+
+
 def _spaced_equals(tokens: list[_Tok], in_block: bool) -> int | None:
     """Index of the `=` written with spaces: a label's, a setting's, or a one-line def's."""
     if len(tokens) > 1 and tokens[0].text == "set":
@@ -201,7 +222,8 @@ def _render(lines: list[_Logical]) -> list[_Out]:
         if not logical.indent:
             block += 1  # a top-level statement starts a new block of lines
         base = INDENT if logical.indent else ""
-        physicals = [dataclasses.replace(p, tokens=_ascii_repeats(p.tokens)) for p in logical.lines]
+        physicals = [dataclasses.replace(p, tokens=_ascii_repeats(p.tokens))
+                     for p in _join_split_repeats(logical.lines)]
         flat = [t for p in physicals for t in p.tokens]
         spaced = _spaced_equals(flat, logical.indent)
         head = bool(flat) and flat[0].text in ("def", "network")

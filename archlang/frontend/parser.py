@@ -4,7 +4,6 @@ translation of lark's parse failures into ArchErrors that read well."""
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from functools import cache
 from pathlib import Path
@@ -18,6 +17,8 @@ from archlang.frontend.lexer import Layout, LayoutError
 
 RESERVED = re.compile(r"x[0-9]+$")
 MAX_SOURCE_BYTES = 1_000_000
+MAX_VALUE = 10**12  # the documented limit of any value (archlang.compiler.elaborate.MAX_VALUE)
+MAX_DIGITS = 100  # a longer run of digits is far over MAX_VALUE (and Python's int() stops at 4,300)
 
 # How each terminal is named in an error message.
 TERMINAL_WORDS = {
@@ -61,38 +62,53 @@ def _words(terminals) -> str:
 
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
+TABLES_PATH = Path(__file__).with_name("grammar_tables.json")
+
+
+# the options the parser is built with (the generated tables, archlang.frontend.tables, hold them)
+TABLE_OPTIONS = {"parser": "lalr", "propagate_positions": True, "maybe_placeholders": True}
 
 
 def grammar_text() -> str:
     return GRAMMAR_PATH.read_text(encoding="utf-8")
 
 
-def _cache_file() -> str | None:
-    """Where lark keeps the analysed grammar between runs (a private per-user folder, never the
-    shared temp folder: the cache is a pickle).  ARCHLANG_NO_CACHE=1 turns it off."""
-    if os.environ.get("ARCHLANG_NO_CACHE"):
-        return None
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "archlang"
+def digest(grammar: str) -> str:
+    """What the generated tables record of the grammar they were made from."""
+    return hashlib.sha256(grammar.encode("utf-8")).hexdigest()
+
+
+def read_tables() -> dict | None:
+    """The generated tables (archlang.frontend.tables), if they were made from this grammar.lark
+    by the lark installed; None otherwise.  JSON, read from the package: never a pickle."""
+    import json
+
+    import lark
+
+    from archlang.frontend.tables import decode_hook
+
     try:
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if base.stat().st_uid != os.getuid() or not os.access(base, os.W_OK):
-            return None
-    except OSError:
+        tables = json.loads(TABLES_PATH.read_text(encoding="utf-8"), object_hook=decode_hook)
+    except (OSError, ValueError):
         return None
-    digest = hashlib.sha256(grammar_text().encode()).hexdigest()[:16]
-    return str(base / f"grammar-{digest}.lark-cache")
+    if not isinstance(tables, dict) or tables.get("grammar_sha256") != digest(grammar_text()) \
+            or tables.get("lark_version") != lark.__version__:
+        return None
+    return tables
 
 
 @cache
 def _lark() -> Lark:
-    options = dict(parser="lalr", postlex=Layout(), propagate_positions=True, maybe_placeholders=True)
-    path = _cache_file()
-    if path is not None:
-        try:  # building the LALR tables costs ~0.15 s a process; loading them, a few ms
-            return Lark(grammar_text(), cache=path, **options)
-        except Exception:  # noqa: BLE001 - an unreadable or stale cache must never stop a compile
+    """The parser: from the tables generated into the package when they match grammar.lark and the
+    installed lark, else from the grammar itself.  No cache and no pickle: nothing outside the
+    package is read to build it."""
+    tables = read_tables()
+    if tables is not None:
+        try:
+            return Lark._load_from_dict(tables["data"], tables["memo"], postlex=Layout())
+        except Exception:  # noqa: BLE001 - tables lark cannot load: analyse the grammar instead
             pass
-    return Lark(grammar_text(), **options)
+    return Lark(grammar_text(), postlex=Layout(), **TABLE_OPTIONS)
 
 
 def _tok_span(filename: str, tok: Token) -> Span:
@@ -147,7 +163,7 @@ class _ToAst(Transformer):
     def setting(self, meta, children):
         key, value = children
         if value.type == "NUMBER":
-            parsed = _number(value.value)
+            parsed = _number(value.value, _tok_span(self.filename, value))
         else:
             parsed = value.value
         return ast.Setting(key.value, parsed, self._span(meta), _tok_span(self.filename, value))
@@ -201,13 +217,15 @@ class _ToAst(Transformer):
         if tok.type == "NUMBER" and not re.fullmatch(r"[0-9]+", tok.value):
             raise ArchError("an input shape is made of whole numbers", span,
                             hint="write C×H×W as 3x224x224, or a feature count as 128")
-        dims = tuple(int(d) for d in tok.value.split("x"))
+        dims = tuple(_whole(d, span) for d in tok.value.split("x"))
         if len(dims) not in (1, 3):
             raise ArchError(
                 f"an input shape is CxHxW or a feature count, not {len(dims)} dimensions",
                 span, hint="the batch dimension is implicit: write 3x224x224, or 128")
         if any(d < 1 for d in dims):
             raise ArchError("every input dimension must be at least 1", span)
+        if any(d > MAX_VALUE for d in dims):
+            raise ArchError(f"an input dimension is over the limit of {MAX_VALUE:,}", span)
         return (dims, span)
 
     @v_args(meta=True)
@@ -243,7 +261,7 @@ class _ToAst(Transformer):
     def repeat_literal(self, meta, children):
         tok = children[0]
         span = _tok_span(self.filename, tok)
-        return ast.Num(int(tok.value[1:]), span), span
+        return ast.Num(_whole(tok.value[1:], span), span), span
 
     @v_args(meta=True)
     def repeat_times(self, meta, children):
@@ -305,7 +323,8 @@ class _ToAst(Transformer):
 
     def number(self, children):
         tok = children[0]
-        return ast.Num(_number(tok.value), _tok_span(self.filename, tok))
+        span = _tok_span(self.filename, tok)
+        return ast.Num(_number(tok.value, span), span)
 
     def name(self, children):
         tok = children[0]
@@ -316,10 +335,16 @@ class _ToAst(Transformer):
         return ast.InAttr(tok.value[3:], _tok_span(self.filename, tok))
 
 
-def _number(text: str) -> int | float:
+def _whole(digits: str, span: Span) -> int:
+    if len(digits.lstrip("0")) > MAX_DIGITS:
+        raise ArchError(f"this number has {len(digits):,} digits; values are at most {MAX_VALUE:,}", span)
+    return int(digits)
+
+
+def _number(text: str, span: Span) -> int | float:
     if re.fullmatch(r"[0-9]+", text):
-        return int(text)
-    return float(text)
+        return _whole(text, span)
+    return float(text)  # no digit limit: a huge one is inf, which evaluation reports as too large
 
 
 def _friendly(err: UnexpectedInput, filename: str) -> ArchError:
@@ -365,7 +390,9 @@ def _friendly(err: UnexpectedInput, filename: str) -> ArchError:
 
 
 def parse(text: str, filename: str = "<string>") -> ast.File:
-    """Parse one file's text into an ast.File; raise ArchError on any mistake."""
+    """Parse one file's text into an ast.File; raise ArchError on any mistake.  A UTF-8 byte-order
+    mark at the start is dropped (columns count from after it)."""
+    text = text.removeprefix("\ufeff")
     remember_source(filename, text)
     if len(text) > MAX_SOURCE_BYTES:
         raise ArchError(f"file is larger than {MAX_SOURCE_BYTES:,} characters", whole_file(filename))

@@ -12,7 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from archlang.errors import ArchError
+from archlang.backends.files import make_folder
+from archlang.errors import ArchError, OutputError
 from archlang.train.data import Data, DataError, load
 from archlang.train.loop import Settings, Trainer, TrainError, resolve_device
 
@@ -35,6 +36,29 @@ def check_fit(net, data: Data) -> None:
                 f"make the last layer `dense {classes}`, or give the network a classes parameter")
         raise ArchError(f"the data has {classes} classes but {net.name} ends in {width} outputs", out.span,
                         hint=hint)
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    """A new run gets a folder of its own: --out must not exist yet, or be empty; it never
+    overwrites files that this run did not write.  --resume needs the run's checkpoint."""
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out}: this is a file, not a folder")
+    if resume:
+        if not (out / "checkpoint.pt").is_file():
+            raise TrainError(f"--resume: there is no checkpoint to resume in {out}/")
+        return
+    if not out.exists():
+        return
+    if (out / "checkpoint.pt").exists():
+        raise TrainError(f"{out}/ already holds a training run: continue it with --resume, or pick another --out")
+    try:
+        entries = sorted(p.name for p in out.iterdir())
+    except OSError as err:
+        raise TrainError(f"--out {out}: cannot read this folder ({err.strerror or err})") from None
+    if entries:
+        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        raise TrainError(f"--out {out}: this folder already holds files ({shown}); a new run writes into an "
+                         "empty or new folder only: pick another --out")
 
 
 def _launch(nproc: int, argv: list[str]) -> int:
@@ -63,10 +87,15 @@ def run(net, settings: Settings, out: Path, resume: bool, nproc: int, argv: list
     if nproc > 1 and device.type == "cuda" and nproc > torch.cuda.device_count():
         raise TrainError(f"--nproc {nproc}: this machine has {torch.cuda.device_count()} CUDA devices "
                          "(use at most that many, or --device cpu)")
-    if not worker and not resume and (out / "checkpoint.pt").exists():
-        raise TrainError(f"{out}/ already holds a training run: continue it with --resume, or pick another --out")
+    if not worker:
+        _check_out(out, resume)
     data = load(settings.data, net.input_shape, net.output_shape[0] if len(net.output_shape) == 1 else 0)
     check_fit(net, data)
+    if not worker:
+        try:
+            make_folder(out)
+        except OutputError as err:
+            raise TrainError(f"--out: {err}") from None
     if nproc > 1 and not worker:
         return _launch(nproc, argv)
     settings.world_size = int(os.environ.get("WORLD_SIZE", "1"))

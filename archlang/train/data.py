@@ -164,6 +164,9 @@ def _read_tree(root: Path, classes: list[str], input_shape: tuple[int, ...]) -> 
                 with Image.open(path) as im:
                     im = im.convert(mode).resize((w, h), Image.Resampling.BILINEAR)
                     data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+            except Image.DecompressionBombError:
+                raise DataError(f"the image {path} is too large to read safely (over Pillow's limit of "
+                                f"{Image.MAX_IMAGE_PIXELS:,} pixels): it may be a decompression bomb") from None
             except (UnidentifiedImageError, OSError, ValueError) as err:
                 raise DataError(f"cannot read the image {path}: {err}") from None
             images.append(data.view(h, w, c).permute(2, 0, 1).float() / 255.0)

@@ -28,10 +28,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from archlang.backends.files import write_atomic
+from archlang.compiler.ops import REGISTRY
+from archlang.train.checkpoint import CHECKPOINT_FORMAT, validate
 from archlang.train.data import Data
 from archlang.train.progress import Progress
 
-CHECKPOINT_FORMAT = "archlang-train/1"
 # what a resumed run must share with the run it continues (the rest may change: epochs, device, compile)
 FIXED = ("data", "batch_size", "lr", "seed", "amp", "world_size")
 
@@ -144,14 +145,20 @@ class Trainer:
             raise TrainError(f"--resume: {path} cannot be read ({err.__class__.__name__}: {err})") from None
         if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
             raise TrainError(f"--resume: {path} is not an archc train checkpoint")
+        wrong = validate(ck)
+        if wrong is not None:
+            raise TrainError(f"--resume: {path} is damaged, so the run cannot continue from it ({wrong})")
         if ck["network"] != self.net.name or ck["arguments"] != self.net.arguments:
             raise TrainError(f"--resume: {path} holds {ck['network']} {ck['arguments']}, not "
                              f"{self.net.name} {self.net.arguments}; pick the same network and --set values")
         stored = ck["settings"]
         for key in FIXED:
             mine = getattr(self.s, key)
-            if mine != stored[key] and (key in self.s.explicit or key == "world_size"):
-                flag = "--nproc" if key == "world_size" else "--" + key.replace("_", "-")
+            if mine != stored[key] and key == "world_size":
+                raise TrainError(f"--resume: the run in {self.out}/ was started with --nproc {stored[key]} and "
+                                 f"continues with as many processes: resume it with --nproc {stored[key]}")
+            if mine != stored[key] and key in self.s.explicit:
+                flag = "--" + key.replace("_", "-")
                 raise TrainError(f"--resume: the run in {self.out}/ was started with {flag} {stored[key]}; "
                                  f"it continues with the same (drop {flag}, or start a new run with --out)")
             setattr(self.s, key, stored[key])
@@ -175,9 +182,13 @@ class Trainer:
             if _layout(ck["model"]) != _layout(model.state_dict()):
                 raise TrainError(f"--resume: the weights in {self.out}/checkpoint.pt do not fit {self.net.name} "
                                  "as the file now stands (its layers changed since the checkpoint)")
-            model.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
-            scaler.load_state_dict(ck["scaler"])
+            try:
+                model.load_state_dict(ck["model"])
+                optimizer.load_state_dict(ck["optimizer"])
+                scaler.load_state_dict(ck["scaler"])
+            except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as err:
+                raise TrainError(f"--resume: {self.out}/checkpoint.pt is damaged, so the run cannot continue "
+                                 f"from it ({err.__class__.__name__}: {str(err).splitlines()[0][:200]})") from None
             history, epoch, start_step = ck["history"], ck["epoch"], ck["step"]
             global_step, elapsed = ck["global_step"], ck["elapsed"]
             if self.main:
@@ -196,9 +207,16 @@ class Trainer:
 
         dataset = TensorDataset(self.data.train_x, self.data.train_y)
         sampler = DistributedSampler(dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=s.seed)
+        # batch norm cannot train on a batch of one image: such a last batch is dropped every epoch
+        per_process = len(sampler)
+        drop_last = per_process % s.batch_size == 1 and per_process > 1 and any(
+            REGISTRY[n.op].batch_statistics for n in self.net.nodes)
         loader = DataLoader(dataset, batch_size=s.batch_size, sampler=sampler, generator=torch.Generator(),
-                            pin_memory=self.device.type == "cuda")
+                            pin_memory=self.device.type == "cuda", drop_last=drop_last)
         steps = len(loader)
+        if start_step >= steps:
+            raise TrainError(f"--resume: {self.out}/checkpoint.pt is damaged, so the run cannot continue from it "
+                             f"(step {start_step} of an epoch of {steps} steps)")
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16 if s.amp == "bf16" else torch.float16,
                                   enabled=s.amp != "off")
         progress = Progress(s.epochs, steps, enabled=self.main)
@@ -207,6 +225,10 @@ class Trainer:
                           f"batch {s.batch_size}{f' x {self.world} processes' if self.world > 1 else ''}, "
                           f"AdamW lr {s.lr:g}, {self.device.type}"
                           f"{', ' + s.amp if s.amp != 'off' else ''}{', compiled' if s.compile else ''}")
+            if drop_last:
+                progress.line(f"note: the last batch of each epoch would hold 1 image, and batch norm needs 2 "
+                              f"to train: it is left out ({per_process - 1:,} of {per_process:,} images an epoch"
+                              f"{' per process' if self.world > 1 else ''})")
             if ck is not None:
                 at = f"epoch {epoch + 1}, step {start_step}" if start_step else f"the end of epoch {epoch}"
                 progress.line(f"resuming {self.out}/checkpoint.pt from {at}")
@@ -218,7 +240,11 @@ class Trainer:
                 t0, seen_here = time.perf_counter(), 0
                 local = torch.zeros(3, dtype=torch.float64, device=self.device)
                 if ck is not None:  # continue exactly: dropout and the like draw what they would have
-                    self._restore_rng(ck["rng"])
+                    try:
+                        self._restore_rng(ck["rng"])
+                    except (ValueError, TypeError, RuntimeError) as err:
+                        raise TrainError(f"--resume: {self.out}/checkpoint.pt is damaged, so the run cannot "
+                                         f"continue from it (rng: {err})") from None
                 for step, (x, y) in enumerate(loader):
                     if step < start_step:  # resuming mid-epoch: these batches were trained on already
                         continue

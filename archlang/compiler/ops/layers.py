@@ -152,7 +152,7 @@ def _bn_module(a, ins, out) -> str:
 
 
 register(OpSpec(
-    name="bn", family="bn", infer=_bn_infer, absorbs_bias=True,
+    name="bn", family="bn", infer=_bn_infer, absorbs_bias=True, batch_statistics=True,
     args={"eps": Arg(positive_float, 1e-5), "momentum": Arg(probability, 0.1)},
     params=lambda a, i, o: 2 * o.c,
     buffers=lambda a, i, o: 2 * o.c + 1,  # running mean, running var, num_batches_tracked
