@@ -145,11 +145,11 @@ def cmd_render(args) -> int:
             data = net.dot(args.depth) if args.format == "dot" else net.render(args.format, args.depth)
             name = f"{net.name}.{args.format}"
             path = None if args.output == "-" else (target / name if into_dir else target or Path(name))
-            outputs.append((path, data))
+            outputs.append((path, data, None if args.output and not into_dir else net.name))
     except RenderError as err:
         print(f"archc: error: {err}", file=sys.stderr)
         return 1
-    for path, data in outputs:
+    for path, data, chosen_for in outputs:
         if path is None and isinstance(data, bytes):  # png, pdf: the bytes themselves
             sys.stdout.flush()
             sys.stdout.buffer.write(data)
@@ -158,7 +158,7 @@ def cmd_render(args) -> int:
             sys.stdout.write(data)
         else:
             try:
-                write_output(path, data)
+                write_output(path, data, chosen_for)
             except OutputError as err:
                 print(_red(f"archc: error: {err}"), file=sys.stderr)
                 return 1
@@ -330,7 +330,7 @@ def cmd_train(args) -> int:
                         **given)
     out = Path(args.out) if args.out else Path("runs") / net.name
     try:
-        return run(net, settings, out, args.resume, args.nproc, args.argv)
+        return run(net, settings, out, args.resume, args.nproc)
     except (DataError, TrainError) as err:
         print(f"archc: error: {err}", file=sys.stderr)
         return 1
@@ -465,7 +465,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    args.argv = argv
     try:
         return args.func(args)
     except _Usage as err:

@@ -719,3 +719,23 @@ def test_14_large_counts_print_sensibly(n, text):
     from archlang.backends.report import _si
 
     assert _si(n) == text
+
+
+def test_render_never_overwrites_a_file_it_did_not_write_under_a_name_it_chose(tmp_path):
+    """Found by the CLI fuzz: `render` into a folder, or to ./<net>.<fmt>, replaced foreign files."""
+    spec = str(ROOT / "specs" / "lenet5.arch")
+
+    def render(*args):
+        return subprocess.run([sys.executable, "-m", "archlang", "render", spec, *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+
+    for fmt in ("svg", "png", "pdf", "dot"):
+        (tmp_path / f"lenet5.{fmt}").write_text("precious")
+        done = render("-f", fmt)
+        assert done.returncode == 1 and "was not written by archc" in done.stderr
+        assert (tmp_path / f"lenet5.{fmt}").read_text() == "precious"
+        (tmp_path / f"lenet5.{fmt}").unlink()
+        assert render("-f", fmt).returncode == 0 and render("-f", fmt).returncode == 0  # its own file: replaced
+    (tmp_path / "mine.svg").write_text("named on purpose")
+    assert render("-o", "mine.svg").returncode == 0  # a file named with -o is the user's choice
+    assert (tmp_path / "mine.svg").read_text().startswith("<?xml")

@@ -214,3 +214,17 @@ def test_two_process_ddp_ends_with_identical_replicas(tiny, tmp_path):
     assert len(digests) == 2 and digests[0] == digests[1]
     assert "2 processes, weights identical across them" in result.stdout
     assert m["epochs"][-1]["train_loss"] < m["epochs"][0]["train_loss"]
+
+
+def test_a_full_disk_while_saving_is_an_error_not_a_traceback(tiny, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from archlang.train import loop
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(loop, "write_atomic", full)
+    assert main(["train", str(tiny), "--epochs", "1", "--data", "synthetic", "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "archc: error: cannot write" in err and "No space left on device" in err and "Traceback" not in err

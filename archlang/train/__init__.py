@@ -6,6 +6,7 @@ then trains in this process, or starts P processes through `torch.distributed.ru
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -20,7 +21,7 @@ from archlang.train.loop import Settings, Trainer, TrainError, resolve_device
 __all__ = ["Data", "DataError", "Settings", "TrainError", "check_fit", "run"]
 
 EXIT_INTERRUPTED = 130
-ARGV_VARIABLE = "ARCHLANG_TRAIN_ARGV"
+JOB_VARIABLE = "ARCHLANG_TRAIN_JOB"
 
 
 def check_fit(net, data: Data) -> None:
@@ -61,12 +62,21 @@ def _check_out(out: Path, resume: bool) -> None:
                          "empty or new folder only: pick another --out")
 
 
-def _launch(nproc: int, argv: list[str]) -> int:
-    """Runs this same command in `nproc` processes under torch.distributed.run (torchrun)."""
+def job_of(net, settings: Settings, out: Path, resume: bool, nproc: int) -> dict:
+    """Everything a DDP worker needs to run the same training: the network's source and
+    arguments, the settings and the run folder (archlang.train.worker reads it)."""
+    fields = {k: v for k, v in dataclasses.asdict(settings).items() if k != "explicit"}
+    return {"file": str(net.filename), "network": net.name, "arguments": net.arguments, "plain": net.plain,
+            "settings": fields, "explicit": sorted(settings.explicit), "out": str(out), "resume": resume,
+            "nproc": nproc}
+
+
+def _launch(nproc: int, job: dict) -> int:
+    """Runs the same training in `nproc` processes under torch.distributed.run (torchrun)."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    # the command reaches the workers through the environment, out of reach of torchrun's own options
-    env[ARGV_VARIABLE] = json.dumps(argv)
+    # the job reaches the workers through the environment, out of reach of torchrun's own options
+    env[JOB_VARIABLE] = json.dumps(job)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "archlang.train.worker"]
     try:
@@ -75,7 +85,7 @@ def _launch(nproc: int, argv: list[str]) -> int:
         return EXIT_INTERRUPTED
 
 
-def run(net, settings: Settings, out: Path, resume: bool, nproc: int, argv: list[str]) -> int:
+def run(net, settings: Settings, out: Path, resume: bool, nproc: int) -> int:
     """Trains `net` as `archc train` does; returns the exit code (0 done, 130 stopped by Ctrl-C)."""
     import torch
 
@@ -97,7 +107,7 @@ def run(net, settings: Settings, out: Path, resume: bool, nproc: int, argv: list
         except OutputError as err:
             raise TrainError(f"--out: {err}") from None
     if nproc > 1 and not worker:
-        return _launch(nproc, argv)
+        return _launch(nproc, job_of(net, settings, out, resume, nproc))
     settings.world_size = int(os.environ.get("WORLD_SIZE", "1"))
     result = Trainer(net, data, settings, out, resume).run()
     if rank == 0:

@@ -109,10 +109,20 @@ def _epoch_line(r: dict, epochs: int) -> str:
             f"{r['images_per_s']:,.0f} img/s  {r['seconds']:.1f} s")
 
 
+def _write(path: Path, data: str | bytes) -> None:
+    """write_atomic for the run's outputs: a full disk or a vanished folder is a TrainError (the
+    file's previous version, such as the last complete checkpoint, stays as it was)."""
+    try:
+        write_atomic(path, data)
+    except OSError as err:
+        raise TrainError(f"cannot write {path}: {err.strerror or err}; its previous version, if any, "
+                         "is intact (free some space and continue with --resume)") from None
+
+
 def save_torch(path: Path, obj) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
-    write_atomic(path, buf.getvalue())
+    _write(path, buf.getvalue())
 
 
 class Trainer:
@@ -367,7 +377,7 @@ class Trainer:
             metrics["final_val_acc"] = history[-1]["val_acc"]
         if digests is not None:
             metrics["replica_digests"] = digests
-        write_atomic(self.out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        _write(self.out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         return metrics
 
     def _interrupted(self, epoch: int, step: int, global_step: int, progress: Progress) -> dict:
@@ -383,12 +393,12 @@ class Trainer:
             dist.all_gather_object(digests, _digest(model))
         result = {"status": status, "steps": global_step, "said": said}
         if self.main:
-            write_atomic(self.out / f"{self.net.name}.py", self.net.source())
+            _write(self.out / f"{self.net.name}.py", self.net.source())
             save_torch(self.out / "model.pt", model.state_dict())
             result["metrics"] = self._write_metrics(history, global_step, elapsed, status, digests)
             from archlang.train.plot import plot_metrics
 
-            result["plot"] = plot_metrics(history, self.out / "metrics.png", self.net.name)
+            result["plot"] = plot_metrics(history, self.out / "metrics.png", self.net.name, write=_write)
         if self.world > 1:
             dist.barrier()
         return result
