@@ -248,3 +248,30 @@ def test_check_build_report_render_do_not_import_torch():
     with tempfile.TemporaryDirectory() as out:
         proc = subprocess.run([sys.executable, "-c", code.format(out=out)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_blocks_are_modules_that_compose_like_torchvision():
+    """Hooks on a stage and on its last block fire; a block runs alone; the network's children
+    in a Sequential compute the network, and without the head they extract features."""
+    net = archlang.compile_file(SPECS / "resnet34.arch")["resnet34"]
+    model = net.to_torch().eval()
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            seen.setdefault(name, tuple(output.shape))
+        return hook
+
+    model.layer4.register_forward_hook(record("layer4"))
+    model.layer4[-1].register_forward_hook(record("layer4[-1]"))
+    x = torch.randn(2, 3, 64, 64)  # the body is fully convolutional: a smaller input runs the same code
+    with torch.no_grad():
+        y = model(x)
+        assert seen == {"layer4": (2, 512, 2, 2), "layer4[-1]": (2, 512, 2, 2)}
+        assert isinstance(model.layer1, torch.nn.Sequential) and len(model.layer2) == 4
+        assert tuple(model.layer2[0](torch.randn(1, 64, 16, 16)).shape) == (1, 128, 8, 8)
+        torch.testing.assert_close(torch.nn.Sequential(*model.children())(x), y)
+        features = torch.nn.Sequential(*list(model.children())[:-1])(x)
+    assert tuple(features.shape) == (2, 512, 2, 2)
+    assert type(model.layer1[0]).__name__ == "Basic" and type(model.layer1[0]) is type(model.layer1[2])
+    assert "Basic(" in repr(model) and "(ws): Shortcut(" in repr(model)
