@@ -12,6 +12,12 @@ bad UTF-8 as inputs; files, paths under files, empty paths, stdout, folders hold
 and networks named after them or after modules as outputs.  Its property: exit 0, 1 or 2, no
 other exception, no traceback, an error in the `archc: error:` or FILE:LINE:COL form, no case over
 the time limit, and no file archc did not write changed.
+
+The differential part (tests/test_differential.py, many more programs) generates random valid
+programs (tests/programs.py) and checks each generated PyTorch module against the IR
+(tests/differential.py); its failures are counted by class, each with a minimal reproduction.
+
+    python tests/fuzz.py [--grammar N] [--mutations N] [--differential N] [--only-differential] [--no-write]
 """
 
 from __future__ import annotations
@@ -304,9 +310,19 @@ def main() -> int:
                         help="CLI-path cases: hostile inputs and output paths through archc itself (default: 3,000)")
     parser.add_argument("--cli-only", action="store_true",
                         help="run only the CLI-path mode, and rewrite only its section of docs/fuzzing.md")
+    parser.add_argument("--differential", type=int, default=3_000,
+                        help="generated programs checked against their PyTorch modules (default: 3,000; ~0.1 s each)")
+    parser.add_argument("--seed", type=int, default=100_000, help="first seed of the differential programs")
+    parser.add_argument("--only-differential", action="store_true",
+                        help="run only the differential part (rewrites only its section of docs/fuzzing.md)")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/fuzzing.md")
     args = parser.parse_args()
     signal.signal(signal.SIGALRM, _alarm)
+    if args.only_differential:
+        section = _differential(args.differential, args.seed)
+        if not args.no_write:
+            _write_section(section)
+        return 0
     print(f"fuzzing archlang {archlang.__version__}: {0 if args.cli_only else args.grammar:,} grammar cases, "
           f"{0 if args.cli_only else args.mutations:,} text and byte mutations, {args.cli:,} CLI-path cases",
           flush=True)
@@ -324,6 +340,7 @@ def main() -> int:
         _run("CLI paths", cli_cases(), args.cli,
              lambda case: findings.check("CLI paths", _cli_case(case, folder), repr(case)))
     total = time.perf_counter() - started
+    section = _differential(args.differential, args.seed) if args.differential and not args.cli_only else ""
     print(f"{sum(findings.cases.values()):,} cases in {total:.0f} s; {len(findings.found)} findings")
     for signature, (strategy, example) in findings.found.items():
         print(f"  {signature} ({strategy}): {example[:200]!r}")
@@ -332,6 +349,8 @@ def main() -> int:
             _write_cli_section(total)
         else:
             _write(compiler_s, total - compiler_s)
+        if section:
+            _write_section(section)
     return 1 if findings.found else 0
 
 
@@ -420,6 +439,91 @@ finding. The test suite runs the same strategies with a few hundred cases (`test
         text += "\n" + old[old.index("\n## History") + 1:]
     path.write_text(text, encoding="utf-8")
     print("wrote docs/fuzzing.md")
+
+
+DIFF_HEADING = "## Differential testing of the PyTorch emitter"
+
+
+def _differential(n: int, seed0: int) -> str:
+    """Check n generated programs against their modules; the doc section with the figures."""
+    import torch
+
+    from tests.differential import NUMBERS, check
+    from tests.programs import ALL, generate
+    from tests.test_differential import report, signature
+
+    torch.set_num_threads(1)
+    classes: dict[str, list] = {}
+    networks = attempts = 0
+    started = time.perf_counter()
+    for i, seed in enumerate(range(seed0, seed0 + n)):
+        generated = generate(seed, ALL)
+        attempts += generated.attempts
+        networks += generated.text.count("\nnetwork ") + generated.text.startswith("network ")
+        signal.alarm(60)
+        try:
+            found = check(generated.text)
+        except _Slow:
+            found = []
+            classes.setdefault("over 60 s", []).append((seed, generated.text, None))
+        finally:
+            signal.alarm(0)
+        for sig in dict.fromkeys(signature(f) for f in found):
+            finding = next(f for f in found if signature(f) == sig)
+            classes.setdefault(sig, []).append((seed, generated.text, finding))
+        if (i + 1) % 100 == 0:
+            failing = len({s for cases in classes.values() for s, _, _ in cases})
+            print(f"\r  differential: {i + 1:,}/{n:,} programs, {failing} failing, "
+                  f"{time.perf_counter() - started:.0f} s", end="", flush=True)
+    took = time.perf_counter() - started
+    failing = len({s for cases in classes.values() for s, _, _ in cases})
+    print(f"\r  differential: {n:,} programs ({networks:,} networks) in {took:.0f} s; {failing} failing, "
+          f"{len(classes)} classes" + " " * 20, flush=True)
+    detail = report({k: v for k, v in classes.items() if v[0][2] is not None}, n, repros=12) if classes else ""
+    print(detail)
+    numbers = sum(len(v) for k, v in classes.items() if k.split(":")[0] in NUMBERS)
+    rows = "\n".join(f"| `{sig}` | {len(cases):,} | {cases[0][0]} |" for sig, cases in
+                     sorted(classes.items(), key=lambda kv: -len(kv[1])))
+    return f"""{DIFF_HEADING}
+
+The last `python tests/fuzz.py --differential {n}` run, on {datetime.date.today().isoformat()}:
+{n:,} random valid programs (`tests/programs.py`, seeds {seed0:,} to {seed0 + n - 1:,}, every
+generator feature on: hostile names and unlabelled lines included; {attempts - n:,} rejected draws),
+{networks:,} networks, each checked with and without `--plain` (`tests/differential.py`): the module
+builds and runs, its output shape, parameter count and FlopCounterMode MACs equal the IR's, every
+report layer with parameters is the module of that name, two builds are byte-identical, and the
+`archc fmt` layout compiles to the same networks. {took:.0f} s ({1000 * took / max(1, n):.0f} ms per program).
+
+**{failing:,} of {n:,} programs fail** ({failing / max(1, n):.1%}); programs with wrong numbers
+(params, MACs or output shape): {numbers:,}.
+
+| failure class | programs | first seed |
+| --- | ---: | ---: |
+{rows or "| none | 0 | |"}
+
+`python tests/programs.py SEED` prints a program; the minimal reproductions of this run:
+
+```text
+{detail or "none"}
+```
+"""
+
+
+def _write_section(section: str) -> None:
+    path = ROOT / "docs" / "fuzzing.md"
+    old = path.read_text(encoding="utf-8") if path.exists() else "# Fuzzing\n"
+    if DIFF_HEADING in old:
+        start = old.index(DIFF_HEADING)
+        rest = old[start + len(DIFF_HEADING):]
+        end = rest.find("\n## ")
+        old = old[:start] + (rest[end + 1:] if end >= 0 else "")
+    if "\n## History" in old:
+        i = old.index("\n## History") + 1
+        text = old[:i] + section + "\n" + old[i:]
+    else:
+        text = old.rstrip("\n") + "\n\n" + section
+    path.write_text(text, encoding="utf-8")
+    print("wrote the differential section of docs/fuzzing.md")
 
 
 if __name__ == "__main__":

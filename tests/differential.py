@@ -1,0 +1,210 @@
+"""The differential check of one program (tests/test_differential.py, tests/fuzz.py --differential):
+the IR's figures against the generated PyTorch module, through the public API only.
+
+`check(text)` returns the list of findings for a program that compiles (empty: all agree):
+    - `net.source()` builds the module (`net.to_torch()`), and two compilations give byte-identical source;
+    - a forward pass on a random batch of 2 gives the IR's output shape;
+    - `sum(p.numel())` of the module = `net.params`;
+    - `FlopCounterMode`'s total / 2 at batch 1 = `net.macs`;
+    - the `archc fmt` layout of the program compiles to the same networks (same report dicts), and
+      formatting it again changes nothing;
+    - the same with `plain=True` for programs with a skip.
+Each finding has a `kind` (the failure class: `build`, `forward`, `params`, `macs`, `shape`, ...), a
+one-line `where` (the exception and the line it was raised from) and a `detail`.
+`minimise(text, kind)` shrinks a failing program to a smaller one with a finding of the same kind."""
+
+from __future__ import annotations
+
+import re
+import traceback
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import archlang
+from archlang.frontend.format import format_source
+
+NUMBERS = ("params", "macs", "shape")  # wrong numbers: the most serious class
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    network: str
+    where: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.network}: {self.where}" + (f"\n    {self.detail}" if self.detail else "")
+
+
+def _where(err: BaseException) -> str:
+    """The exception and the innermost frame that raised it ('TypeError ... at <archlang n>:12: self[0].conv = ...')."""
+    frames = traceback.extract_tb(err.__traceback__)
+    frame = frames[-1] if frames else None
+    text = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:160]
+    if frame is not None:
+        text += f" at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}"
+        if frame.line:
+            text += f": {frame.line.strip()[:100]}"
+    return text
+
+
+def check_network(net, text: str, *, batch: int = 2) -> list[Finding]:
+    found: list[Finding] = []
+    name = net.name
+
+    def add(kind, where, detail=""):
+        found.append(Finding(kind, name, where, detail))
+
+    try:
+        source = net.source()
+    except Exception as err:  # noqa: BLE001
+        add("source", _where(err))
+        return found
+    try:
+        model = net.to_torch()
+    except RecursionError as err:
+        add("build", f"RecursionError at {_where(err).rsplit(' at ', 1)[-1]}")
+        return found
+    except Exception as err:  # noqa: BLE001
+        add("build", _where(err))
+        return found
+    try:
+        model.eval()
+        params = sum(p.numel() for p in model.parameters())
+    except Exception as err:  # noqa: BLE001 - a module whose own machinery is broken
+        add("module", _where(err))
+        return found
+    if params != net.params:
+        add("params", f"module has {params:,} parameters, the IR {net.params:,}")
+    try:
+        with torch.no_grad():
+            y = model(torch.randn(batch, *net.input_shape))
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model(torch.randn(1, *net.input_shape))
+    except Exception as err:  # noqa: BLE001
+        add("forward", _where(err))
+        return found
+    if not isinstance(y, torch.Tensor) or tuple(y.shape) != (batch, *net.output_shape):
+        add("shape", f"output {tuple(getattr(y, 'shape', ()))}, the IR {(batch, *net.output_shape)}")
+    macs = counter.get_total_flops() // 2
+    if macs != net.macs:
+        add("macs", f"FlopCounterMode/2 = {macs:,}, the IR {net.macs:,}")
+    missing = _unnamed_layers(net, model)
+    if missing:
+        add("names", "report layers with parameters that are no module of that name",
+            f"{len(missing)} layers, e.g. {', '.join(missing[:3])}; the module has "
+            f"{', '.join(n for n, _ in model.named_modules() if n)[:300]}")
+    again = archlang.compile(text, "gen.arch", overrides=net.arguments, network=name)[name].source()
+    if again != source:
+        add("determinism", "two compilations give different source")
+    return found
+
+
+def _unnamed_layers(net, model) -> list[str]:
+    """The report's layers with parameters that are not a module of the same dotted name holding
+    as many parameters (a segment may take trailing underscores: `class` → `class_`)."""
+    modules = {}
+    for name, m in model.named_modules():
+        modules[name] = sum(p.numel() for p in m.parameters(recurse=False))
+    missing = []
+    for layer in net.report().to_dict()["layers"]:
+        if layer["kind"] != "layer" or not layer["params"]:
+            continue
+        parts = layer["name"].split(".")
+        ok = any(_same_path(parts, name.split(".")) and count == layer["params"] for name, count in modules.items())
+        if not ok:
+            missing.append(layer["name"])
+    return missing
+
+
+def _same_path(report: list[str], module: list[str]) -> bool:
+    return len(report) == len(module) and all(m == r or (m.startswith(r) and set(m[len(r):]) == {"_"})
+                                              for r, m in zip(report, module, strict=True))
+
+
+def check(text: str, *, plain: bool = True) -> list[Finding]:
+    program = archlang.compile(text, "gen.arch")
+    found: list[Finding] = []
+    for net in program:
+        found += check_network(net, text)
+    if plain and "skip" in text:
+        for net in archlang.compile(text, "gen.arch", plain=True):
+            found += [Finding(f.kind, f"{f.network} (plain)", f.where, f.detail) for f in check_network(net, text)
+                      if f.kind != "determinism"]
+    found += check_fmt(text, program)
+    return found
+
+
+def check_fmt(text: str, program) -> list[Finding]:
+    try:
+        formatted = format_source(text)
+    except Exception as err:  # noqa: BLE001
+        return [Finding("fmt", "-", _where(err), "")]
+    try:
+        again = archlang.compile(formatted, "gen.arch")
+    except archlang.ArchError as err:
+        return [Finding("fmt", "-", "the formatted program does not compile", str(err).splitlines()[0])]
+    before = [(n.name, n.report().to_dict()) for n in program]
+    after = [(n.name, n.report().to_dict()) for n in again]
+    if before != after:
+        return [Finding("fmt", "-", "the formatted program compiles to other networks", "")]
+    if format_source(formatted) != formatted:
+        return [Finding("fmt", "-", "formatting is not idempotent", "")]
+    return []
+
+
+# ---- shrinking ----
+
+
+def _still(text: str, kind: str) -> bool:
+    try:
+        return any(f.kind == kind for f in check(text, plain="plain" in kind))
+    except archlang.ArchError:
+        return False
+    except Exception:  # noqa: BLE001 - a checker crash is not the same finding
+        return False
+
+
+def minimise(text: str, kind: str, *, budget: int = 200) -> str:
+    """Delete lines (network lines, def lines, whole defs and networks, settings), then simplify
+    expressions and names, while the program still compiles and still has a finding of `kind`."""
+    lines = text.splitlines()
+    tries = 0
+    changed = True
+    while changed and tries < budget:
+        changed = False
+        i = len(lines) - 1
+        while i >= 0 and tries < budget:
+            line = lines[i]
+            if not line.strip() or line.lstrip().startswith(("input ", "network ")):
+                i -= 1
+                continue
+            # a whole block (def or network) when i is its header, else the line
+            end = i + 1
+            if not line.startswith(" "):
+                while end < len(lines) and lines[end].startswith(" "):
+                    end += 1
+            candidate = lines[:i] + lines[end:]
+            tries += 1
+            if _still("\n".join(candidate) + "\n", kind):
+                lines, changed = candidate, True
+            i -= 1
+        # simplify: drop `> term` pieces of a line
+        for i, line in enumerate(lines):
+            parts = line.split(" > ")
+            j = len(parts) - 1
+            while j >= 1 and tries < budget:
+                candidate_line = " > ".join(parts[:j] + parts[j + 1:])
+                tries += 1
+                if "(" not in parts[j] and ")" not in parts[j] and "[" not in parts[j] and "]" not in parts[j] \
+                        and _still("\n".join(lines[:i] + [candidate_line] + lines[i + 1:]) + "\n", kind):
+                    parts = parts[:j] + parts[j + 1:]
+                    lines[i] = " > ".join(parts)
+                    changed = True
+                j -= 1
+    text = "\n".join(line for line in lines) + "\n"
+    return re.sub(r"\n{3,}", "\n\n", text)
