@@ -479,7 +479,8 @@ def _differential(n: int, seed0: int) -> str:
     failing = len({s for cases in classes.values() for s, _, _ in cases})
     print(f"\r  differential: {n:,} programs ({networks:,} networks) in {took:.0f} s; {failing} failing, "
           f"{len(classes)} classes" + " " * 20, flush=True)
-    detail = report({k: v for k, v in classes.items() if v[0][2] is not None}, n, repros=12) if classes else ""
+    reported = {k: v for k, v in classes.items() if v[0][2] is not None}
+    detail = report(reported, n, repros=12, programs=False) if reported else ""
     print(detail)
     numbers = sum(len(v) for k, v in classes.items() if k.split(":")[0] in NUMBERS)
     rows = "\n".join(f"| `{sig}` | {len(cases):,} | {cases[0][0]} |" for sig, cases in

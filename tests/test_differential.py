@@ -37,7 +37,7 @@ def one_thread():
 def signature(finding) -> str:
     """The failure class of a finding: its kind and exception, names and numbers blanked."""
     where = finding.where.split(" at ", 1)
-    text = re.sub(r"'[^']*'", "'…'", where[0])
+    text = re.sub(r"'[^']*('|$)", "'…'", where[0])
     text = re.sub(r"\d[\d,]*", "N", text)
     return f"{finding.kind}: {text}"
 
@@ -56,7 +56,7 @@ def run(seeds, features=ALL):
     return classes
 
 
-def report(classes, total: int, *, repros: int = 3) -> str:
+def report(classes, total: int, *, repros: int = 3, programs: bool = True) -> str:
     failing = len({seed for cases in classes.values() for seed, _, _ in cases})
     lines = [f"{failing} of {total} generated programs fail, in {len(classes)} classes "
              "(wrong numbers first):"]
@@ -65,7 +65,8 @@ def report(classes, total: int, *, repros: int = 3) -> str:
         seed, program, finding = classes[sig][0]
         lines.append(f"\n== {sig}  ({len(classes[sig])} programs; first: seed {seed})\n   {finding}")
         if i < repros:
-            lines.append("-- program:\n" + program)
+            if programs:
+                lines.append("-- program:\n" + program)
             lines.append("-- minimal reproduction:\n" + minimise(program, finding.kind, budget=80))
     return "\n".join(lines)
 
