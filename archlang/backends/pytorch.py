@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from archlang.compiler.ir import Container, NetworkIR, Node, Scope, ScopeKind, TensorType
 from archlang.compiler.ops import Emit, InternalError, spec_of
-from archlang.compiler.passes.naming import helper_classes
+from archlang.compiler.passes.naming import camel, helper_classes
 
 
 def emission(node: Node) -> Emit:
@@ -29,17 +29,12 @@ def emission(node: Node) -> Emit:
     return spec.emit
 
 
-def _camel(name: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
-
-
 @dataclass
 class _Class:
     name: str
     doc: str
     init: list[str]
     forward: list[str]
-    uses: int = 0
 
 
 @dataclass
@@ -52,13 +47,11 @@ class _Emitter:
 
     def __post_init__(self) -> None:
         self.taken = helper_classes() | {self.ir.class_name, "nn", "torch"}
-        self.last = {}  # id(scope) → (input id, output id) of each block
+        self.last = {}  # id(scope) → (input id, output id) of each block with nodes
         for scope in self.ir.root.walk_scopes():
-            ids = [n.id for n in scope.walk_nodes()]
-            if ids:
-                inside = set(ids)
-                outside = [i for n in scope.walk_nodes() for i in n.inputs if i not in inside]
-                self.last[id(scope)] = (outside[0] if outside else None, max(ids))
+            outside, last = scope.boundary()
+            if last is not None:
+                self.last[id(scope)] = (next(iter(outside), None), last)
 
     # ---- blocks ----
 
@@ -75,7 +68,6 @@ class _Emitter:
         if cls is None:
             cls = _Class(self._class_name(scope), self._doc(scope), init, forward)
             self.classes[key] = cls
-        cls.uses += 1
         return f"{cls.name}()"
 
     def _class_name(self, scope: Scope) -> str:
@@ -84,7 +76,7 @@ class _Emitter:
         elif scope.kind is ScopeKind.BRANCH:
             stem = "Branch"
         else:
-            stem = _camel(scope.def_name or scope.label or scope.name) or "Block"
+            stem = camel(scope.def_name or scope.label or scope.name) or "Block"
         if not stem.isidentifier() or keyword.iskeyword(stem):
             stem = "Block"
         name, n = stem, 1
@@ -118,8 +110,7 @@ class _Emitter:
 
     def forward(self, scope: Scope, items: list) -> list[str]:
         ir = self.ir
-        entry = self.ir.input.id if scope is ir.root else self.last.get(id(scope), (None, None))[0]
-        result = ir.output.id if scope is ir.root else self.last.get(id(scope), (None, None))[1]
+        entry, result = (ir.input.id, ir.output.id) if scope is ir.root else self.last.get(id(scope), (None, None))
         steps = []  # (output id, input ids, expression maker, shape)
         for item in items:
             if isinstance(item, Scope):

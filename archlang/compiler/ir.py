@@ -162,6 +162,14 @@ class Scope:
     def is_shortcut(self) -> bool:
         return self.kind is ScopeKind.SHORTCUT
 
+    def boundary(self) -> tuple[set[int], int | None]:
+        """The ids of the values its nodes read from outside it, and the id of its last node
+        (None for a block without nodes).  Lint checks that a block reads one value and that
+        only its last node is read from outside; the PyTorch backend's forwards rely on it."""
+        ids = {n.id for n in self.walk_nodes()}
+        outside = {i for n in self.walk_nodes() for i in n.inputs if i not in ids}
+        return outside, max(ids, default=None)
+
     def __repr__(self) -> str:
         return f"Scope({self.kind} {self.path or self.name!r}, {len(self.items)} items)"
 

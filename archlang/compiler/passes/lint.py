@@ -26,11 +26,10 @@ def lint(ir: NetworkIR) -> None:
 def _check_block_is_a_function(ir: NetworkIR, scope) -> None:
     """A block computes a function of one tensor: its nodes read one value from outside, and
     only its last node is read from outside (the PyTorch backend gives every block a forward)."""
-    ids = {n.id for n in scope.walk_nodes()}
-    if not ids:
+    outside, last = scope.boundary()
+    if last is None:
         return
-    outside = {i for n in scope.walk_nodes() for i in n.inputs if i not in ids}
     assert len(outside) <= 1, (scope.path, outside)
-    last = max(ids)
+    ids = {n.id for n in scope.walk_nodes()}
     for i in ids - {last}:
         assert all(c.id in ids for c in ir.consumers(i)), (scope.path, i)

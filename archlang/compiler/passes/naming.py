@@ -82,9 +82,14 @@ def attribute_name(name: str, taken: set[str]) -> str:
     return name
 
 
+def camel(name: str) -> str:
+    """resnet34 → Resnet34, mobilenet_v2 → MobilenetV2."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+
+
 def class_name(network: str) -> str:
-    """resnet34 → Resnet34, mobilenet_v2 → MobilenetV2 (never a helper class's or a keyword)."""
-    name = "".join(part[:1].upper() + part[1:] for part in network.split("_") if part) or "Network"
+    """The network's class: camel case, never a helper class's name, a builtin or a keyword."""
+    name = camel(network) or "Network"
     reserved = helper_classes() | set(dir(builtins)) | CODE_NAMES
     while not name.isidentifier() or keyword.iskeyword(name) or name in reserved:
         name += "_"
