@@ -112,18 +112,20 @@ def test_without_hostile_names_or_unlabelled_lines(one_thread):
         pytest.fail(report(classes, 100), pytrace=False)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: constructor parameters")
 def test_constructor_parameters_agree_with_recompiling(one_thread):
     """Random `--set` overrides passed to the generated class's constructor give the module that
-    compiling with them gives: the same state_dict shapes, and the same outputs with the same weights."""
-    failures, tried = [], 0
-    for seed in range(SEED0, SEED0 + 150):
+    compiling with them gives: the same state_dict shapes, and the same outputs with the same
+    weights.  A program whose structure depends on a value in a way the staged emitter cannot
+    write (docs/language.md, "The generated module") gets the specialised module, whose
+    constructor refuses other values with a ValueError that says how to rebuild."""
+    failures, tried, specialised = [], 0, 0
+    for seed in range(SEED0, SEED0 + 200):
         program = generate(seed).text
         for net in archlang.compile(program, "gen.arch"):
             if not net.arguments:
                 continue
             overrides = None
-            for k in range(5):
+            for k in range(8):
                 candidate = random_overrides(net, seed * 10 + k)
                 try:
                     net.with_arguments(**candidate)
@@ -133,10 +135,18 @@ def test_constructor_parameters_agree_with_recompiling(one_thread):
                 break
             if not overrides:
                 continue
+            generated = type(net.to_torch())
+            python = {net.ir.parameter_names[k]: v for k, v in overrides.items()}  # `class` → `class_`
+            if "rebuild it with archc build --set" in net.source():
+                specialised += 1
+                if any(net.arguments[k] != v for k, v in overrides.items()):
+                    with pytest.raises(ValueError, match="was compiled for"):
+                        generated(**python)
+                continue
             tried += 1
             try:
                 expected = net.to_torch(**overrides).eval()
-                got = type(net.to_torch())(**overrides).eval()
+                got = generated(**python).eval()
                 shapes = {k: tuple(v.shape) for k, v in expected.state_dict().items()}
                 assert {k: tuple(v.shape) for k, v in got.state_dict().items()} == shapes, "state_dict shapes"
                 got.load_state_dict(expected.state_dict())
@@ -151,5 +161,7 @@ def test_constructor_parameters_agree_with_recompiling(one_thread):
                     break
         if len(failures) >= 5:
             break
-    assert tried >= 20
     assert not failures, "\n\n".join(failures)
+    # measured: 114 staged, 62 specialised (most of those repeat a body other than one def call
+    # a parameter's number of times, which the generator writes often)
+    assert tried >= 100 and specialised <= 0.4 * (tried + specialised), (tried, specialised)

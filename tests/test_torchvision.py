@@ -115,3 +115,20 @@ def test_googlenet_equals_torchvision_once_the_two_known_differences_are_aligned
     for name in ("maxpool1", "maxpool2", "maxpool3"):
         setattr(reference, name, nn.MaxPool2d(3, 2, padding=1))
     _compare("googlenet", reference, SPECS_TV["googlenet"][4])
+
+
+@pytest.mark.parametrize("network", ["resnet18", "resnet34", "resnet50"])
+def test_torchvision_named_specs_load_torchvision_state_dicts_as_they_are(network):
+    """specs/resnet_torchvision.arch names layers as torchvision does (`set shortcut_name =
+    downsample`), so torchvision's state_dict loads with plain strict `load_state_dict`: the same
+    keys in the same order, and the same outputs."""
+    reference = rerandomise(getattr(models, network)(weights=None), seed=2).eval()
+    net = archlang.compile_file(SPECS / "resnet_torchvision.arch", network=network)[network]
+    generated = net.to_torch().eval()
+    assert list(generated.state_dict()) == list(reference.state_dict())
+    generated.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = reference(x)
+        torch.testing.assert_close(generated(x), expected, atol=1e-4 * expected.abs().max().item(), rtol=1e-4)
+    assert net.params == sum(p.numel() for p in reference.parameters())

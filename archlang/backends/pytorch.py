@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 
 from archlang.compiler.ir import Container, NetworkIR, Node, Scope, ScopeKind, TensorType
 from archlang.compiler.ops import Emit, InternalError, spec_of
-from archlang.compiler.passes.naming import camel, helper_classes
+from archlang.errors import ArchError
+from archlang.compiler.passes.naming import attribute_name, camel, helper_classes
+from archlang.compiler.staging import NO_DEFAULT, DefBody, Param, Stager
+from archlang.compiler.symbolic import Sym, Unstageable, is_symbolic, names_in
 
 
 def emission(node: Node) -> Emit:
@@ -47,6 +50,7 @@ class _Emitter:
 
     def __post_init__(self) -> None:
         self.taken = helper_classes() | {self.ir.class_name, "nn", "torch"}
+        self.flags: dict[int, str] = {}  # staged: node id → the attribute saying whether its optional inputs join
         self.last = {}  # id(scope) → (input id, output id) of each block with nodes
         for scope in self.ir.root.walk_scopes():
             outside, last = scope.boundary()
@@ -58,7 +62,8 @@ class _Emitter:
     def constructor(self, scope: Scope) -> str:
         """The expression that builds the module of a block: `Basic()`, `nn.Sequential(...)`."""
         if scope.container is Container.LIST:
-            made = [self.constructor(child) for child in scope.items]
+            made = [self.constructor(child) if isinstance(child, Scope) else self.layer(child)
+                    for child in scope.items]
             if len(set(made)) == 1 and len(made) > 1:
                 return f"nn.Sequential(*({made[0]} for _ in range({len(made)})))"
             return f"nn.Sequential({', '.join(made)})"
@@ -70,13 +75,26 @@ class _Emitter:
             self.classes[key] = cls
         return f"{cls.name}()"
 
-    def _class_name(self, scope: Scope) -> str:
+    @staticmethod
+    def _stem(scope: Scope) -> str:
         if scope.kind is ScopeKind.SHORTCUT:
-            stem = "Shortcut"
-        elif scope.kind is ScopeKind.BRANCH:
-            stem = "Branch"
-        else:
-            stem = camel(scope.def_name or scope.label or scope.name) or "Block"
+            return "Shortcut"
+        if scope.kind is ScopeKind.BRANCH:
+            return "Branch"
+        return camel(scope.def_name or scope.label or scope.name) or "Block"
+
+    def layer(self, node: Node) -> str:
+        """The constructor of a layer (a node whose op is a module)."""
+        emit = emission(node)
+        self.imports.update(emit.imports)
+        if emit.module is None:  # pragma: no cover - only blocks of layers are lists of nodes
+            raise InternalError(f"op '{node.op}' is no module, so it cannot be an item of a list")
+        if emit.helper:
+            self.helpers[emit.helper] = None
+        return emit.module(node.attrs, node.in_shapes, node.shape)
+
+    def _class_name(self, scope: Scope) -> str:
+        stem = self._stem(scope)
         if not stem.isidentifier() or keyword.iskeyword(stem):
             stem = "Block"
         name, n = stem, 1
@@ -117,10 +135,23 @@ class _Emitter:
                 if id(item) not in self.last:  # an empty block: the identity, still called for its hooks
                     continue
                 src, out = self.last[id(item)]
-                steps.append((out, [src], lambda a, item=item: f"self.{item.name}({a[0]})", ir.nodes[out].shape))
+                if item.condition is not None:  # a staged shortcut: None where the shapes agree
+                    def make(a, n=item.name):
+                        return f"{a[0]} if self.{n} is None else self.{n}({a[0]})"
+                else:
+                    def make(a, n=item.name):
+                        return f"self.{n}({a[0]})"
+                steps.append((out, [src], make, ir.nodes[out].shape))
             else:
                 emit = emission(item)
-                if emit.call is not None:
+                if emit.call is not None and _conditional(item):
+                    # staged: some inputs join only where their shapes fit (a flag the constructor sets)
+                    def make(a, e=emit, n=item):
+                        kept = [v for i, v in enumerate(a) if i not in n.attrs["optional"]]
+                        alone = kept[0] if len(kept) == 1 else e.call(kept, n.attrs)
+                        return f"{e.call(a, n.attrs)} if self.{self.flags[n.id]} else {alone}"
+                    steps.append((item.id, list(item.inputs), make, item.shape))
+                elif emit.call is not None:
                     steps.append((item.id, list(item.inputs), lambda a, e=emit, n=item: e.call(a, n.attrs), item.shape))
                 else:
                     steps.append((item.id, list(item.inputs), lambda a, n=item: f"self.{n.name}({a[0]})", item.shape))
@@ -151,6 +182,11 @@ class _Emitter:
         return lines
 
 
+def _conditional(node: Node) -> bool:
+    """A join with inputs that take part only where their shapes fit (a staged `skip optional`)."""
+    return any(node.attrs.get("optional", {}).values())
+
+
 def _docstring_safe(text: str) -> str:
     """A file name as docstring text: quotes, backslashes, control and other unusual characters
     become `_`, so no file name can end the docstring or reach the code."""
@@ -158,7 +194,9 @@ def _docstring_safe(text: str) -> str:
 
 
 def _fmt(t: TensorType) -> str:
-    return "x".join(str(d) for d in t.dims)
+    if not is_symbolic(t.dims):
+        return "x".join(str(d) for d in t.dims)
+    return " x ".join(str(d) if not isinstance(d, Sym) or d.prec == 3 else f"({d})" for d in t.dims)
 
 
 def _class_lines(name: str, doc: str, init: list[str], forward: list[str], signature: str = "self",
@@ -171,17 +209,33 @@ def _class_lines(name: str, doc: str, init: list[str], forward: list[str], signa
 
 
 def emit_module(ir: NetworkIR, source_name: str, version: str) -> str:
-    """The full text of DIR/<network>.py for one compiled network."""
+    """The full text of DIR/<network>.py for one compiled network: staged (classes whose
+    constructors take parameters) where the program allows, else specialised to the compiled
+    values."""
+    if ir.origin is not None:
+        try:
+            return _StagedEmitter(ir).module(source_name, version)
+        except (Unstageable, ArchError):  # a structure that depends on a value (shapes equal only by chance)
+            pass
+    return emit_specialised(ir, source_name, version)
+
+
+def _header(ir: NetworkIR, source_name: str, version: str) -> list[str]:
+    return [f'"""{ir.name}: generated by archc {version} from {_docstring_safe(source_name)}; do not edit.',
+            "",
+            f"Input {_fmt(ir.input.shape)} (batch first: N x {_fmt(ir.input.shape)}), output {_fmt(ir.output.shape)}.",
+            "Needs only torch.", '"""', ""]
+
+
+def emit_specialised(ir: NetworkIR, source_name: str, version: str) -> str:
+    """The module with every value fixed to the compiled ones (its constructor refuses others)."""
     em = _Emitter(ir)
     init, forward = em.body(ir.root, ir.root.items)
     forward = [f"# input: {_fmt(ir.input.shape)}", *forward]
     cls = ir.class_name
     params = [ir.parameter_names[k] for k in ir.arguments]
     args = ", ".join(f"{p}={v!r}" for p, v in zip(params, ir.arguments.values(), strict=True))
-    out = [f'"""{ir.name}: generated by archc {version} from {_docstring_safe(source_name)}; do not edit.',
-           "",
-           f"Input {_fmt(ir.input.shape)} (batch first: N x {_fmt(ir.input.shape)}), output {_fmt(ir.output.shape)}.",
-           "Needs only torch.", '"""', ""]
+    out = _header(ir, source_name, version)
     out += [f"import {name}" for name in sorted(em.imports)]
     out += ["from torch import nn"]
     for helper in em.helpers:
@@ -200,3 +254,261 @@ def emit_module(ir: NetworkIR, source_name: str, version: str) -> str:
                     "                     \"rebuild it with archc build --set KEY=VALUE\")")
     out += _class_lines(cls, doc, init, forward, f"self, {args}" if args else "self", preamble)
     return "\n".join(out) + "\n"
+
+
+# ---- staged emission: classes whose constructors take parameters ----
+
+
+@dataclass
+class _Ctx:
+    """Where a block is emitted from: a staged IR, whether the layer after that IR absorbs a
+    bias, and the constructor parameters in scope, in signature order."""
+
+    ir: NetworkIR
+    tail: bool
+    order: list[str]
+
+
+@dataclass
+class _DefClass:
+    token: str
+    inputs: list[str]
+    params: list[tuple[str, str, object]]
+    star: int | None
+
+
+def _value(v) -> str:
+    return v.text if isinstance(v, Sym) else repr(v)
+
+
+class _StagedEmitter:
+    """Writes a network as a person would: one class per def, taking the def's parameters (and
+    its input's width and size where the body reads them), child modules for labelled lines and
+    calls, lists built by loops, and a network class whose constructor honours the network's
+    parameters.  Class names are chosen last, when every parameter name is known."""
+
+    def __init__(self, ir: NetworkIR):
+        self.compiled = ir
+        self.stager = Stager(ir)
+        self.classes: list[tuple[str, list[str]]] = []  # (token, lines)
+        self.stems: dict[str, str] = {}  # token → the name it wants
+        self.by_code: dict[tuple, str] = {}
+        self.def_classes: dict[tuple, _DefClass] = {}
+        self.helpers: dict[str, None] = {}
+        self.imports: set[str] = set()
+        self.leaves: set[str] = set()
+        self.forwarders: dict[int, _Emitter] = {}
+
+    # ---- the file ----
+
+    def module(self, source_name: str, version: str) -> str:
+        ir, params = self.stager.network()
+        self.leaves |= {p.name for p in params}
+        ctx = _Ctx(ir, False, [p.name for p in params])
+        init, _ = self.module_init(ir.root, ctx)
+        forward = [f"# input: {_fmt(ir.input.shape)}", *self.forward(ir, ir.root)]
+        cls = self.compiled.class_name
+        signature = ", ".join(["self", *(f"{p.name}={'None' if p.computed is not None else repr(p.default)}"
+                                         for p in params)])
+        preamble: list[str] = []
+        for p in params:
+            if p.computed is not None:
+                preamble += [f"if {p.name} is None:", f"    {p.name} = {_value(p.computed)}"]
+        shape_in, shape_out = _fmt(self.compiled.input.shape), _fmt(self.compiled.output.shape)
+        doc = f"{self.compiled.name}: {shape_in} → {shape_out}."
+        if params:
+            doc = doc[:-1] + f" with the defaults; every parameter may be changed here as with `archc build --set`."
+        net_lines = _class_lines(cls, doc, init, forward, signature, tuple(preamble))
+        names = self._names({cls})
+        for em in self.forwarders.values():
+            self.helpers.update(em.helpers)
+            self.imports.update(em.imports)
+        out = _header(self.compiled, source_name, version)
+        out += [f"import {name}" for name in sorted(self.imports)]
+        out += ["from torch import nn"]
+        for helper in self.helpers:
+            out += helper.rstrip("\n").split("\n")
+        for token, lines in self.classes:
+            out += lines
+        out += net_lines
+        text = "\n".join(out) + "\n"
+        for token, name in names.items():
+            text = text.replace(token, name)
+        return text
+
+    def _names(self, taken: set[str]) -> dict[str, str]:
+        taken = taken | helper_classes() | self.leaves | {"nn", "torch", "super", "range", "self", "x"}
+        names = {}
+        for token, _ in self.classes:
+            stem = self.stems[token]
+            if not stem.isidentifier() or keyword.iskeyword(stem):
+                stem = "Block"
+            name, n = stem, 1
+            while name in taken:
+                n += 1
+                name = f"{stem}{n}"
+            taken.add(name)
+            names[token] = name
+        return names
+
+    def _token(self, stem: str) -> str:
+        token = f"\x00{len(self.stems)}\x00"
+        self.stems[token] = stem
+        return token
+
+    def _class(self, key: tuple, stem: str, make) -> str:
+        """The token of the class with code `key`, made (by make(token) → lines) on first use."""
+        token = self.by_code.get(key)
+        if token is None:
+            token = self.by_code[key] = self._token(stem)
+            self.classes.append((token, make(token)))
+        return token
+
+    # ---- blocks ----
+
+    def forwarder(self, ir: NetworkIR) -> _Emitter:
+        em = self.forwarders.get(id(ir))
+        if em is None:
+            em = self.forwarders[id(ir)] = _Emitter(ir)
+        return em
+
+    def forward(self, ir: NetworkIR, scope: Scope) -> list[str]:
+        return self.forwarder(ir).forward(scope, scope.items)
+
+    def construct(self, scope: Scope, ctx: _Ctx) -> tuple[str, frozenset[str]]:
+        """The expression that builds block `scope`, and the parameters it reads."""
+        if scope.kind is ScopeKind.REPEAT:  # in a list it is spliced in (below); alone, names would depend on its count
+            raise Unstageable("a repeat counted by a parameter outside a list of calls")
+        if scope.call is not None and scope is not ctx.ir.root:
+            return self.call(scope, ctx)
+        if scope.container is Container.LIST:
+            parts: list[tuple[str, frozenset[str], bool]] = []
+            for child in scope.items:
+                if isinstance(child, Node):
+                    parts.append((self.forwarder(ctx.ir).layer(child), names_in(child.attrs), False))
+                    continue
+                if child.kind is ScopeKind.REPEAT:
+                    text, names = self.construct(child.items[0], ctx)
+                    parts.append((f"*({text} for _ in range({_value(child.repeat)}))",
+                                  names | names_in(child.repeat), True))
+                else:
+                    text, names = self.construct(child, ctx)
+                    parts.append((text, names, False))
+            texts: list[str] = []
+            k = 0
+            while k < len(parts):
+                run = k
+                while run + 1 < len(parts) and not parts[k][2] and parts[run + 1][:1] == parts[k][:1]:
+                    run += 1
+                n = run - k + 1
+                texts.append(f"*({parts[k][0]} for _ in range({n}))" if n > 1 else parts[k][0])
+                k = run + 1
+            names = frozenset().union(*(p[1] for p in parts))
+            return f"nn.Sequential({', '.join(texts)})", names
+        init, names = self.module_init(scope, ctx)
+        forward = self.forward(ctx.ir, scope)
+        params = [n for n in ctx.order if n in names]
+        stem = _Emitter._stem(scope)
+        doc = _Emitter._doc(scope)
+
+        def make(token):
+            return _class_lines(token, doc, init, forward, ", ".join(["self", *params]))
+
+        token = self._class(("block", stem if scope.kind is not ScopeKind.LABEL else "", tuple(init),
+                             tuple(forward), tuple(params)), stem, make)
+        return f"{token}({', '.join(params)})", frozenset(params)
+
+    def module_init(self, scope: Scope, ctx: _Ctx) -> tuple[list[str], frozenset[str]]:
+        taken = {item.name for item in scope.items}
+        lines: list[str] = []
+        names: frozenset[str] = frozenset()
+        for item in scope.items:
+            if isinstance(item, Scope):
+                text, used = self.construct(item, ctx)
+                if item.condition is not None:
+                    cond = " or ".join(f"{_value(a)} != {_value(b)}" for a, b in item.condition)
+                    text = f"{text} if {cond} else None"
+                    used |= names_in(item.condition)
+                lines.append(f"self.{item.name} = {text}")
+                names |= used
+                continue
+            emit = emission(item)
+            self.imports.update(emit.imports)
+            if emit.module is not None:
+                if emit.helper:
+                    self.helpers[emit.helper] = None
+                lines.append(f"self.{item.name} = {emit.module(item.attrs, item.in_shapes, item.shape)}")
+                names |= names_in(item.attrs)
+            elif _conditional(item):
+                pairs = [p for fit in item.attrs["optional"].values() for p in fit]
+                flag = attribute_name(f"{item.name}_skip", taken)
+                self.forwarder(ctx.ir).flags[item.id] = flag
+                lines.append(f"self.{flag} = " + " and ".join(f"{_value(a)} == {_value(b)}" for a, b in pairs))
+                names |= names_in(pairs)
+        unknown = names - set(ctx.order)
+        if unknown:  # pragma: no cover - every leaf is a parameter of the class being written
+            raise InternalError(f"names {sorted(unknown)} are not parameters here")
+        return lines, names
+
+    def call(self, scope: Scope, ctx: _Ctx) -> tuple[str, frozenset[str]]:
+        body = self.stager.body(scope, Stager.tail_absorbed(ctx.ir, scope, ctx.tail))
+        dc = self.def_class(body)
+        info = scope.call
+        args: list[str] = []
+        names: frozenset[str] = frozenset()
+        dims = dict(zip(body.inputs, info.inp.dims, strict=True))
+        for n in dc.inputs:
+            args.append(_value(dims[n]))
+            names |= names_in(dims[n])
+        for i, (py, arch, default) in enumerate(dc.params):
+            v = info.args[arch]
+            if default is NO_DEFAULT:
+                args.append(f"{py}={_value(v)}" if dc.star is not None and i >= dc.star else _value(v))
+            elif arch in info.given:
+                args.append(f"{py}={_value(v)}")
+            else:
+                continue
+            names |= names_in(v)
+        return f"{dc.token}({', '.join(args)})", names
+
+    def def_class(self, body: DefBody) -> _DefClass:
+        found = self.def_classes.get(body.key)
+        if found is not None:
+            return found
+        py_params = [py for py, _, _ in body.params]
+        self.leaves |= set(py_params) | set(body.inputs)
+        ctx = _Ctx(body.ir, body.key[3], [*body.inputs, *py_params])
+        root = body.ir.root
+        if root.container is Container.LIST:
+            text, names = self.construct(root, ctx)
+            init = [f"super().__init__({text[len('nn.Sequential('):-1]})"]
+            forward: list[str] = []
+        else:
+            init, names = self.module_init(root, ctx)
+            forward = self.forward(body.ir, root)
+        inputs = [n for n in body.inputs if n in names]
+        star = None
+        first_default = next((i for i, (_, _, d) in enumerate(body.params) if d is not NO_DEFAULT), None)
+        if first_default is not None and any(d is NO_DEFAULT for _, _, d in body.params[first_default:]):
+            star = first_default
+        sig = ["self", *inputs]
+        for i, (py, _, default) in enumerate(body.params):
+            if i == star:
+                sig.append("*")
+            sig.append(py if default is NO_DEFAULT else f"{py}={default!r}")
+        signature = ", ".join(sig)
+        d = body.ir
+        shown = ", ".join(a if v is NO_DEFAULT else f"{a}={v!r}" for _, a, v in body.params)
+        doc = f"def {body.name}({shown}) ({_docstring_safe(d.span.filename.rsplit('/', 1)[-1])}:{d.span.line})"
+        is_list = root.container is Container.LIST
+
+        def make(token):
+            if is_list:
+                return ["", "", f"class {token}(nn.Sequential):", f'    """{doc}"""', "",
+                        f"    def __init__({signature}):", *("        " + line for line in init)]
+            return _class_lines(token, doc, init, forward, signature)
+
+        token = self._class(("def", body.name, is_list, tuple(init), tuple(forward), signature), camel(body.name),
+                            make)
+        dc = self.def_classes[body.key] = _DefClass(token, inputs, body.params, star)
+        return dc

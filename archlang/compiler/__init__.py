@@ -14,6 +14,7 @@ from archlang.compiler.ir import NetworkIR
 from archlang.compiler.loader import Loader, Unit
 from archlang.compiler.passes import run_passes
 from archlang.compiler.resolve import check_names
+from archlang.compiler.staging import Origin
 from archlang.compiler.values import MAX_VALUE, Env, evaluate
 from archlang.errors import ArchError, did_you_mean, whole_file
 from archlang.frontend import ast
@@ -98,7 +99,9 @@ def compile_units(unit: Unit, main_file: str, overrides: dict[str, Any] | None =
     try:
         for net in nets:
             args = _arguments(net, unit, {k: v for k, v in overrides.items() if k in {p.name for p in net.params}})
-            result[net.name] = run_passes(Elaborator(net, unit, args, plain=plain).run())
+            ir = run_passes(Elaborator(net, unit, args, plain=plain).run())
+            ir.origin = Origin(net, unit, frozenset(k for k in overrides if k in args), plain)
+            result[net.name] = ir
         check_names(unit)  # names in code no network expanded: uncalled defs, ×0 repeats
     finally:
         sys.setrecursionlimit(old)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from archlang.compiler.ops import ArgError, OpSpec
+from archlang.compiler.symbolic import Sym
 from archlang.compiler.values import Env, evaluate, is_flag_word
 from archlang.errors import ArchError, Span, did_you_mean
 from archlang.frontend import ast
@@ -44,6 +45,9 @@ class _OpTarget:
 
     def check(self, key: str, value: Any, arg: ast.Arg) -> Any:
         try:
+            if isinstance(value, Sym):  # staged: check the value, keep the expression
+                self.spec.args[key].check(value.value)
+                return value
             return self.spec.args[key].check(value)
         except ArgError as err:
             raise ArchError(f"{self.name}: {key} {err}", arg.span) from None

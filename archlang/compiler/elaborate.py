@@ -13,12 +13,13 @@ from typing import Any, NamedTuple
 
 from archlang.compiler import ops
 from archlang.compiler.binding import bind_def, bind_op
-from archlang.compiler.ir import NetworkIR, Node, Role, Scope, ScopeKind, TensorType
+from archlang.compiler.ir import CallInfo, NetworkIR, Node, Role, Scope, ScopeKind, TensorType
 from archlang.compiler.loader import Unit, check_setting
 from archlang.compiler.lowering.shortcuts import lower_skip
 from archlang.compiler.lowering.sugar import SUGAR, expand
 from archlang.compiler.ops import OpSpec, ShapeError
 from archlang.compiler.replay import CallMemo
+from archlang.compiler.symbolic import Sym, Unstageable
 from archlang.compiler.values import Env, count, evaluate
 from archlang.errors import ArchError, Note, Span, did_you_mean
 from archlang.frontend import ast
@@ -41,18 +42,39 @@ def is_skip(e: ast.Expr) -> bool:
 
 
 class Elaborator:
-    def __init__(self, net: ast.Network, unit: Unit, arguments: dict[str, Any], plain: bool = False,
-                 reuse: bool = True):
+    def __init__(self, net: ast.Network | None, unit: Unit, arguments: dict[str, Any], plain: bool = False,
+                 reuse: bool = True, staged: bool = False):
         self.net = net
         self.unit = unit
         self.plain = plain
-        self.ir = NetworkIR(net.name, arguments, net.span, dict(unit.settings))
+        # staged: values may be Syms (archlang.compiler.symbolic); a repeat counted by one is
+        # elaborated once, as a REPEAT block, and a skip whose fit depends on one gets a
+        # conditional shortcut
+        self.staged = staged
+        if net is not None:
+            self.ir = NetworkIR(net.name, arguments, net.span, dict(unit.settings))
         # product of the counts of the repeats being expanded, and the outermost one's span:
         # every node made inside them will be made at least that many times
         self.repeat_product = 1
         self.repeat_span: Span | None = None
         # copy repeated def calls (None: elaborate every call; the tests compare the two)
-        self.memo = CallMemo() if reuse else None
+        self.memo = CallMemo() if reuse and not staged else None
+        self.optional_fit: list | None = None  # set by a staged `skip optional` whose fit depends on a value
+
+    def run_def(self, d: ast.Def, home: Unit, values: dict[str, Any], inp: TensorType,
+                settings: dict[str, str]) -> NetworkIR:
+        """Staged elaboration of one def's body on its own, as the body of a class: the root
+        holds the body's items, the input is a node of shape `inp`."""
+        self.ir = NetworkIR(d.name, {}, d.span, dict(home.settings))
+        x = self.node("_input", {}, [], inp, d.span, None, role=Role.INPUT)
+        env = Env(home, values, inp, settings, ((d.name, d.span),))
+        labels: dict[str, Span] = {}
+        for line in d.body:
+            if isinstance(line, ast.Setting):
+                raise ArchError("`set` goes at file level or in a network, not in a def", line.span)
+            x = self.line(line, x, env, self.ir.root, labels)
+        self.ir.output_id = x.node
+        return self.ir
 
     # ---- entry ----
 
@@ -134,11 +156,11 @@ class Elaborator:
         return self.node(spec.name, attrs, [x], out, span, scope, role=role)
 
     def join(self, op: str, vals: list[Val], branches: list, span: Span, scope: Scope, hint: str | None = None,
-             check_only: bool = False) -> Val | None:
+             check_only: bool = False, attrs: dict[str, Any] | None = None) -> Val | None:
         """Adds a multi-input op (a sum, a concat) over `vals`, made by `branches`; a shape that
         does not fit is an error at its branch, with a note at the first."""
         spec = ops.REGISTRY[op]
-        attrs: dict[str, Any] = {}
+        attrs = dict(attrs or {})
         try:
             out = spec.infer(attrs, [v.shape for v in vals])
         except ShapeError as err:
@@ -170,6 +192,30 @@ class Elaborator:
 
     def repeat(self, r: ast.Repeat, x: Val, env: Env, scope: Scope) -> Val:
         n = count(r.count, env, "a repeat count")
+        if isinstance(n, Sym):
+            return self.staged_repeat(r, n, x, env, scope)
+        first = len(scope.items)
+        try:
+            return self._repeat(r, n, x, env, scope)
+        finally:
+            for item in scope.items[first:]:
+                if isinstance(item, Scope) and item.kind is ScopeKind.CALL:
+                    item.from_repeat = True
+
+    def staged_repeat(self, r: ast.Repeat, n: Sym, x: Val, env: Env, scope: Scope) -> Val:
+        """A repeat counted by a parameter: its body once, in a REPEAT block; a loop of the same
+        block, so the body must be one def call that keeps its input's shape."""
+        sub = self.open_scope(ScopeKind.REPEAT, r.span, scope)
+        sub.repeat = n
+        y = self.expr(r.body, x, env, sub)
+        if y.shape != x.shape or len(sub.items) != 1 or not isinstance(sub.items[0], Scope) \
+                or sub.items[0].kind is not ScopeKind.CALL:
+            raise Unstageable("a repeat counted by a parameter whose body is not one shape-keeping def call")
+        sub.items[0].from_repeat = True
+        sub.def_name = sub.items[0].def_name
+        return y
+
+    def _repeat(self, r: ast.Repeat, n: int, x: Val, env: Env, scope: Scope) -> Val:
         if n > NODE_BUDGET:
             raise ArchError(f"a repeat of {n:,} is over the limit of {NODE_BUDGET:,} nodes", r.count_span)
         if n == 0:
@@ -219,6 +265,7 @@ class Elaborator:
         if len(env.calls) >= MAX_CALL_DEPTH:
             raise ArchError(f"defs are nested more than {MAX_CALL_DEPTH} calls deep", c.span)
         values = bind_def(d, c, env)
+        given = frozenset(values)
         for p in d.params:
             if p.name in values:
                 continue
@@ -235,6 +282,7 @@ class Elaborator:
                 return self.memo.replay(self.ir, done, x, c.span, scope)
         call_env = Env(home, values, x.shape, env.net_settings, env.calls + ((d.name, c.span),))
         sub = self.open_scope(ScopeKind.CALL, c.span, scope, def_name=d.name)
+        sub.call = CallInfo(values, given, x.shape, tuple(sorted(env.net_settings.items())), d, home)
         first, notes, start = len(self.ir.nodes), len(self.ir.notes), x
         try:
             labels: dict[str, Span] = {}
@@ -264,15 +312,21 @@ class Elaborator:
             self.join("_add", outs, mains, s.span, scope, hint=hint, check_only=True)
         target = outs[0].shape if outs else x.shape
         vals = list(outs)
+        optional: dict[int, list] = {}  # staged: the inputs added only where their shapes fit
         for sk in skips:
+            self.optional_fit = None
             out = lower_skip(self, sk, x, target, scope, env)
             if out is not None:
+                if self.optional_fit is not None:  # where it is added, it has the sum's shape
+                    optional[len(vals)] = self.optional_fit
+                    out = Val(out.node, target)
                 vals.append(out)
         if not vals:
             return x
         if len(vals) == 1:
             return vals[0]
-        return self.join("_add", vals, [*mains, *skips], s.span, scope, hint=hint)
+        return self.join("_add", vals, [*mains, *skips], s.span, scope, hint=hint,
+                         attrs={"optional": optional} if optional else None)
 
     def concat(self, c: ast.Concat, x: Val, env: Env, scope: Scope) -> Val:
         vals: list[Val] = []

@@ -96,6 +96,7 @@ class ScopeKind(StrEnum):
     CALL = "call"  # a def call (or sugar such as inception[...])
     SHORTCUT = "ws"  # an inserted Ws projection or zero-pad shortcut
     BRANCH = "branch"  # one branch of a concat, or of a sum of several main branches
+    REPEAT = "repeat"  # a def call repeated a parameter's number of times (staged elaboration only)
 
 
 class Container(StrEnum):
@@ -123,6 +124,19 @@ class Node:
     path: str = ""  # its qualified name from the network root, e.g. layer2.0.conv1
 
 
+@dataclass(frozen=True)
+class CallInfo:
+    """What a def call passed: every parameter's value (defaults filled in), which of them the
+    call gave, the shape it took and the network settings in force."""
+
+    args: dict[str, Any]
+    given: frozenset[str]
+    inp: TensorType
+    settings: tuple[tuple[str, str], ...]
+    definition: Any  # the ast.Def
+    home: Any  # the Unit it lives in
+
+
 class Scope:
     """A named block: a label, a def call, a shortcut or a branch.
 
@@ -130,7 +144,8 @@ class Scope:
     the PyTorch backend registers modules.  `name`, `path` and `container` come from the
     naming pass (archlang.compiler.passes.naming), the one place that names things."""
 
-    __slots__ = ("kind", "def_name", "label", "span", "parent", "items", "name", "path", "repeat", "container")
+    __slots__ = ("kind", "def_name", "label", "span", "parent", "items", "name", "path", "repeat", "container",
+                 "call", "condition", "from_repeat", "skips", "ordinal")
 
     def __init__(self, kind: ScopeKind, span: Span, parent: Scope | None = None,
                  def_name: str | None = None, label: str | None = None):
@@ -144,6 +159,13 @@ class Scope:
         self.path = ""
         self.repeat: int | None = None
         self.container = Container.MODULE
+        self.call: CallInfo | None = None  # a def call's arguments
+        self.condition: Any = None  # a staged shortcut's condition (archlang.compiler.symbolic)
+        self.from_repeat = False  # a def call made by a repeat: a list item even when alone
+        # skips lowered in this block, and which of them a shortcut block is (1, 2, ...):
+        # shortcuts are named by it, so that a name does not depend on which skips needed one
+        self.skips = 0
+        self.ordinal = 0
 
     def walk_nodes(self):
         for item in self.items:
@@ -188,6 +210,7 @@ class NetworkIR:
     output_id: int | None = None  # set when elaboration ends
     class_name: str = ""  # the generated module's class, from the naming pass
     parameter_names: dict[str, str] = field(default_factory=dict)  # argument → its Python name, likewise
+    origin: Any = None  # what it was compiled from (archlang.compiler.staging.Origin), for staged emission
     root: Scope = field(init=False)
     _consumers: list[list[int]] = field(default_factory=list, repr=False)
     _graph: Any = field(default=None, repr=False)

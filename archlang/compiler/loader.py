@@ -16,8 +16,9 @@ SETTINGS = {
     "padding": ("same", "valid"),
     "shortcut": ("project", "pad", "always"),
     "bias": ("auto", "on", "off"),
+    "shortcut_name": ("ws", "downsample"),
 }
-DEFAULT_SETTINGS = {"padding": "valid", "shortcut": "project", "bias": "auto"}
+DEFAULT_SETTINGS = {"padding": "valid", "shortcut": "project", "bias": "auto", "shortcut_name": "ws"}
 MAX_FILES = 256
 
 

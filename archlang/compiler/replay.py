@@ -58,6 +58,8 @@ class CallMemo:
             new = Scope(old.kind, span if old is done.scope else old.span, parent,
                         def_name=old.def_name, label=old.label)
             new.repeat = old.repeat
+            new.call, new.condition, new.skips, new.ordinal = old.call, old.condition, old.skips, old.ordinal
+            new.from_repeat = old.from_repeat and old is not done.scope  # the caller marks its own
             scopes[id(old)] = new
         copies: dict[int, Node] = {}
         for old in ir.nodes[done.first:done.end]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from archlang.compiler.ir import TensorType
 from archlang.compiler.loader import DEFAULT_SETTINGS, Unit
+from archlang.compiler.symbolic import Sym, concrete
 from archlang.errors import ArchError, Span, did_you_mean
 from archlang.frontend import ast
 
@@ -44,7 +45,7 @@ def evaluate(v: ast.Value, env: Env) -> int | float:
         elif v.op == "*":
             result = left * right
         else:
-            if right == 0:
+            if concrete(right) == 0:
                 raise ArchError("division by zero", v.span)
             result = left // right
     if isinstance(result, float) and result != result:  # NaN
@@ -57,6 +58,12 @@ def evaluate(v: ast.Value, env: Env) -> int | float:
 def count(v: ast.Value, env: Env, what: str) -> int:
     """A value that must be a whole number ≥ 0: a repeat count, a width."""
     n = evaluate(v, env)
+    if isinstance(n, Sym):  # staged: the count stays an expression; its value is checked
+        if isinstance(n.value, float) and not n.value.is_integer():
+            raise ArchError(f"{what} must be a whole number, not {n.value:g}", v.span)
+        if n.value < 0:
+            raise ArchError(f"{what} cannot be negative ({n.value})", v.span)
+        return n  # type: ignore[return-value]
     if isinstance(n, float):
         if not n.is_integer():
             raise ArchError(f"{what} must be a whole number, not {n:g}", v.span)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from archlang.compiler import ops
 from archlang.compiler.ir import Layout, Role, Scope, ScopeKind, TensorType
 from archlang.compiler.ops import ShapeError
+from archlang.compiler.symbolic import is_symbolic
 from archlang.errors import ArchError, Span, did_you_mean
 from archlang.frontend import ast
 
@@ -39,8 +40,22 @@ def lower_skip(el: Elaborator, sk: ast.Call, x: Val, target: TensorType, scope: 
     policy = skip_policy(sk, env)
     if el.plain:
         return None
+    scope.skips += 1
+    ordinal = scope.skips
     if x.shape == target and policy != "always":
+        if policy == "optional":  # the sum records which input was optional (naming ignores the join)
+            el.optional_fit = []
         return x
+    condition = None
+    if el.staged and policy != "always" and x.shape.layout == target.layout:
+        # staged: the shapes differ as expressions; where they may be equal for some values
+        # of the parameters, the shortcut exists only where they differ
+        pairs = [(a, b) for a, b in zip(x.shape.dims, target.dims, strict=True) if a != b]
+        if any(is_symbolic(a) or is_symbolic(b) for a, b in pairs):
+            if policy == "optional":  # added where the shapes agree: the sum records when
+                el.optional_fit = [(a, b) for a, b in pairs]
+                return x
+            condition = pairs
     if policy == "optional":
         el.ir.notes.append(f"{sk.span}: `skip optional` dropped: its input {x.shape} differs from the sum's {target}")
         return None
@@ -52,13 +67,23 @@ def lower_skip(el: Elaborator, sk: ast.Call, x: Val, target: TensorType, scope: 
         except ShapeError as err:
             raise ArchError(str(err), sk.span) from None
         ws = el.open_scope(ScopeKind.SHORTCUT, sk.span, scope)
+        ws.condition, ws.ordinal = condition, ordinal
+        ws.label = _named(env)
         return el.node(pad.name, attrs, [x], out, sk.span, ws, role=Role.PAD,
                        note="shortcut option A: subsample, zero-pad channels")
     if x.shape.layout != target.layout or target.layout not in PROJECTIONS:
         raise ArchError(f"cannot project a skip from {x.shape} to {target}", sk.span,
                         hint="a skip joins tensors of the same kind: both CxHxW, or both vectors")
     ws = el.open_scope(ScopeKind.SHORTCUT, sk.span, scope)
+    ws.condition, ws.ordinal = condition, ordinal
+    ws.label = _named(env)
     return PROJECTIONS[target.layout](el, x, target, sk.span, ws, env)
+
+
+def _named(env: Env) -> str | None:
+    """`set shortcut_name = downsample`: the block is `downsample`, its layers numbered
+    (`downsample.0`, `downsample.1`), as torchvision names a ResNet's projection."""
+    return "downsample" if env.setting("shortcut_name") == "downsample" else None
 
 
 def _project_image(el: Elaborator, x: Val, target: TensorType, span: Span, ws: Scope, env: Env) -> Val:

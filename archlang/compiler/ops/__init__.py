@@ -11,7 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from archlang.compiler import symbolic
 from archlang.compiler.ir import Node, TensorType
+from archlang.compiler.symbolic import is_symbolic
 
 
 class ShapeError(Exception):
@@ -288,6 +290,11 @@ def spatial(op: str, inp: TensorType, kernel, stride, padding, dilation: int = 1
 def subsample_stride(inp: TensorType, target) -> int:
     """The stride s with ceil(in / s) = out on both axes, as a 1x1 conv or a slice ::s takes."""
     h, w = target[1], target[2]
+    if is_symbolic((inp.dims, h, w)):  # staged: the stride as an expression
+        sh, sw = symbolic.subsample_stride(inp.h, h), symbolic.subsample_stride(inp.w, w)
+        if sh != sw:
+            raise symbolic.Unstageable(f"a skip subsampled by {sh} and {sw}")
+        return sh
     s = -(-inp.h // h)
     if h > inp.h or w > inp.w or -(-inp.h // s) != h or -(-inp.w // s) != w:
         raise ShapeError(f"no stride takes the skip from {inp.h}x{inp.w} to {h}x{w}")

@@ -124,9 +124,23 @@ def _given(item) -> str | None:
     return item.name or None
 
 
-def _assign(ir: NetworkIR, scope: Scope, prefix: str) -> None:
-    is_list = (scope.kind is not ScopeKind.NETWORK and bool(scope.items)
-               and all(isinstance(i, Scope) and i.kind is ScopeKind.CALL for i in scope.items))
+def _is_shortcut(item) -> bool:
+    return isinstance(item, Scope) and item.kind is ScopeKind.SHORTCUT
+
+
+def _is_call(item) -> bool:
+    """A def call, or a repeat of one: the items of a list."""
+    if not isinstance(item, Scope):
+        return False
+    if item.kind is ScopeKind.REPEAT:
+        return len(item.items) == 1 and _is_call(item.items[0])
+    return item.kind is ScopeKind.CALL
+
+
+def _assign(ir: NetworkIR, scope: Scope, prefix: str, root_may_list: bool = False) -> None:
+    # (a block with a `skip` is a module even where a dropped `skip optional` left only calls)
+    is_list = ((scope.kind is not ScopeKind.NETWORK or root_may_list) and bool(scope.items) and not scope.skips
+               and all(_is_call(i) for i in scope.items)) or (_is_shortcut(scope) and scope.label is not None)
     scope.container = Container.LIST if is_list else Container.MODULE
     names: list[str] = []
     if is_list:
@@ -138,11 +152,16 @@ def _assign(ir: NetworkIR, scope: Scope, prefix: str) -> None:
         taken = {g for g in given if g is not None and _unmangled(g) == g and g not in ATTRIBUTE_RESERVED}
         chosen = {i: g for i, g in enumerate(given) if g in taken}
         chosen |= {i: attribute_name(g, taken) for i, g in enumerate(given) if g is not None and i not in chosen}
-        totals = Counter(_stem(item) for item, g in zip(scope.items, given, strict=True) if g is None)
+        totals = Counter(_stem(item) for item, g in zip(scope.items, given, strict=True)
+                         if g is None and not _is_shortcut(item))
         seen: Counter = Counter()
         for i, item in enumerate(scope.items):
             if i in chosen:
                 names.append(chosen[i])
+                continue
+            if _is_shortcut(item):  # numbered among the block's skips, whichever needed one
+                stem = item.label or "ws"
+                names.append(attribute_name(f"{stem}{item.ordinal}" if scope.skips > 1 else stem, taken))
                 continue
             s = _stem(item)
             seen[s] += 1
@@ -159,10 +178,12 @@ def _assign(ir: NetworkIR, scope: Scope, prefix: str) -> None:
             ir.nodes[node.id] = node
 
 
-def name_blocks(ir: NetworkIR) -> None:
+def name_blocks(ir: NetworkIR, root_may_list: bool = False) -> None:
+    """Names everything; `root_may_list`: the root is a def's body (staged elaboration), a list
+    by the rule for blocks."""
     ir.root.path = ""
     ir.root.name = ir.name
-    _assign(ir, ir.root, "")
+    _assign(ir, ir.root, "", root_may_list)
     ir.nodes[0] = replace(ir.input, name="input", path="input")
     ir.class_name = class_name(ir.name)
     ir.parameter_names = parameter_names(ir.arguments, ir.class_name)

@@ -1,0 +1,168 @@
+"""Staged elaboration: a network, and each def it calls, elaborated once more with symbolic
+values (archlang.compiler.symbolic) in place of their parameters, so that the PyTorch backend
+can write one class per def whose constructor takes the def's parameters, and a network class
+whose constructor honours the network's.
+
+- The network's parameters become leaves named as the generated constructor names them;
+  a parameter whose default is an expression of earlier ones (and that was not set) is
+  computed from them in the constructor, as recompiling would.
+- A def's body is elaborated on its own, its parameters and the width (`in_c`) and size
+  (`in_h`, `in_w`; `in_f` for a vector) of its input as leaves.  Its class differs by what
+  its context decides: the input's layout, the network's settings, and whether the layer
+  after the call absorbs a bias (`bias=auto` on the def's last conv).
+
+Anything whose structure would depend on a value raises Unstageable; the backend then
+writes the module specialised to the compiled values, as before."""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from archlang.compiler.elaborate import Elaborator
+from archlang.compiler.ir import NetworkIR, Scope, TensorType
+from archlang.compiler.ops import REGISTRY
+from archlang.compiler.passes.bias import resolve_bias
+from archlang.compiler.passes.hoist import hoist
+from archlang.compiler.passes.lint import lint
+from archlang.compiler.passes.naming import CODE_NAMES, helper_classes, name_blocks
+from archlang.compiler.symbolic import Sym, Unstageable, concrete
+from archlang.compiler.values import Env, evaluate
+from archlang.frontend import ast
+
+IMAGE_INPUT = ("in_c", "in_h", "in_w")
+VECTOR_INPUT = ("in_f",)
+NO_DEFAULT = object()
+# names the constructors of a generated file read, which no parameter may shadow
+_INIT_NAMES = CODE_NAMES | {"range"} | set(IMAGE_INPUT) | set(VECTOR_INPUT)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """What a NetworkIR was compiled from: enough to elaborate it again, staged."""
+
+    net: ast.Network
+    unit: Any
+    overridden: frozenset[str]
+    plain: bool
+
+
+@dataclass
+class Param:
+    """A constructor parameter: its Python name, and its default (a value), or None with the
+    expression that computes it from earlier parameters."""
+
+    name: str
+    default: Any = NO_DEFAULT
+    computed: Any = None
+
+
+@dataclass
+class DefBody:
+    """A def's body, staged: its IR, its constructor parameters, the names of its input's
+    dimensions, and the settings it was elaborated under."""
+
+    name: str
+    ir: NetworkIR
+    params: list[tuple[str, str, Any]]  # (Python name, def parameter, default or NO_DEFAULT)
+    inputs: tuple[str, ...]
+    key: tuple = field(default=())
+
+
+def python_names(names: list[str], reserved: set[str]) -> dict[str, str]:
+    """Python names for a def's parameters: unchanged unless a keyword, a name the generated
+    constructors read, or mangled by Python (`__x`)."""
+    out: dict[str, str] = {}
+    taken = set(reserved) | {n for n in names if n.isidentifier() and not n.startswith("__")}
+    for n in names:
+        py = n
+        if py.startswith("__"):
+            py = "_" + py.lstrip("_")
+        if py != n or keyword.iskeyword(py) or py in reserved:
+            while keyword.iskeyword(py) or py in reserved or (py in taken and py != n):
+                py += "_"
+        taken.add(py)
+        out[n] = py
+    return out
+
+
+def _run_passes(ir: NetworkIR, root_may_list: bool) -> NetworkIR:
+    for node in ir.nodes:
+        if any(node.attrs.get("optional", {}).values()):
+            after = ir.consumers(node.id)
+            absorbed = node.id == ir.output.id or (len(after) == 1 and REGISTRY[after[0].op].absorbs_bias)
+            if absorbed and any(ir.nodes[i].attrs.get("bias") == "auto" for i in node.inputs):
+                # the layer after the sum absorbs the bias only where the skip is dropped
+                raise Unstageable("`bias=auto` before a `skip optional` whose fit depends on a value")
+    resolve_bias(ir)
+    hoist(ir)
+    name_blocks(ir, root_may_list)
+    lint(ir)
+    return ir
+
+
+class Stager:
+    """Staged elaborations of one compiled network and the defs it calls (each made once)."""
+
+    def __init__(self, ir: NetworkIR):
+        if ir.origin is None:
+            raise ValueError("this IR records no origin to stage")
+        self.compiled = ir
+        self.origin: Origin = ir.origin
+        self.bodies: dict[tuple, DefBody] = {}
+        self.reserved = _INIT_NAMES | helper_classes()
+
+    def network(self) -> tuple[NetworkIR, list[Param]]:
+        net, unit = self.origin.net, self.origin.unit
+        names = self.compiled.parameter_names
+        values: dict[str, Any] = {}
+        params: list[Param] = []
+        for p in net.params:
+            py, value = names[p.name], self.compiled.arguments[p.name]
+            if p.name in self.origin.overridden or p.default is None or isinstance(p.default, ast.Num):
+                params.append(Param(py, value))
+            else:
+                computed = evaluate(p.default, Env(unit, dict(values), None, {}))
+                params.append(Param(py, None, computed) if isinstance(computed, Sym) else Param(py, value))
+            values[p.name] = Sym.leaf(py, value)
+        ir = Elaborator(net, unit, values, plain=self.origin.plain, staged=True).run()
+        return _run_passes(ir, False), params
+
+    def body(self, call: Scope, tail_absorbed: bool) -> DefBody:
+        """The staged body of the def `call` calls, in its context."""
+        info = call.call
+        d, home = info.definition, info.home
+        inp: TensorType = info.inp
+        key = (id(d), inp.layout, info.settings, tail_absorbed)
+        found = self.bodies.get(key)
+        if found is not None:
+            return found
+        inputs = VECTOR_INPUT if inp.is_vector else IMAGE_INPUT
+        py = python_names([p.name for p in d.params], self.reserved)
+        leaves = {p.name: Sym.leaf(py[p.name], concrete(info.args[p.name])) for p in d.params}
+        shape = TensorType(tuple(Sym.leaf(n, v) for n, v in zip(inputs, concrete(inp.dims), strict=True)),
+                           inp.layout)
+        el = Elaborator(None, home, {}, plain=self.origin.plain, staged=True)
+        ir = el.run_def(d, home, leaves, shape, dict(info.settings))
+        out = ir.output
+        if tail_absorbed and out.attrs.get("bias") == "auto":
+            ir.replace([replace(out, attrs={**out.attrs, "bias": False})])
+        _run_passes(ir, True)
+        params = [(py[p.name], p.name, p.default.value if isinstance(p.default, ast.Num) else NO_DEFAULT)
+                  for p in d.params]
+        body = DefBody(d.name, ir, params, inputs, key)
+        self.bodies[key] = body
+        return body
+
+    @staticmethod
+    def tail_absorbed(ir: NetworkIR, scope: Scope, outer: bool) -> bool:
+        """Whether the layer after block `scope` of `ir` absorbs a bias (`outer`: whether the
+        one after `ir` itself does, for a block that ends it)."""
+        _, last = scope.boundary()
+        if last is None:
+            return False
+        if last == ir.output.id:
+            return outer
+        consumers = ir.consumers(last)
+        return len(consumers) == 1 and REGISTRY[consumers[0].op].absorbs_bias
