@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import traceback
+import zlib
 from dataclasses import dataclass
 
 import torch
@@ -101,7 +102,39 @@ def check_network(net, text: str, *, batch: int = 2) -> list[Finding]:
     again = archlang.compile(text, "gen.arch", overrides=net.arguments, network=name)[name].source()
     if again != source:
         add("determinism", "two compilations give different source")
+    if net.arguments and "rebuild it with archc build --set" not in source:
+        detail = check_constructor(net, type(model), zlib.crc32(text.encode()) & 0xFFFF)
+        if detail:
+            add("constructor", "the constructor with other values differs from recompiling", detail)
     return found
+
+
+def check_constructor(net, generated, seed: int, tries: int = 8) -> str | None:
+    """The generated class called with random other values (valid ones: recompiling accepts
+    them) builds what recompiling builds: state_dict keys and shapes, and outputs with the same
+    weights.  Returns what differs, or None."""
+    from tests.programs import random_overrides
+
+    for k in range(tries):
+        overrides = random_overrides(net, seed * 10 + k)
+        try:
+            other = net.with_arguments(**overrides)
+        except archlang.ArchError:
+            continue
+        try:
+            expected = other.to_torch().eval()
+            got = generated(**{net.ir.parameter_names[p]: v for p, v in overrides.items()}).eval()
+            shapes = [(n, tuple(t.shape)) for n, t in expected.state_dict().items()]
+            if [(n, tuple(t.shape)) for n, t in got.state_dict().items()] != shapes:
+                return f"{overrides}: state_dict keys or shapes differ"
+            got.load_state_dict(expected.state_dict())
+            x = torch.randn(2, *other.input_shape)
+            with torch.no_grad():
+                torch.testing.assert_close(got(x), expected(x))
+        except Exception as err:  # noqa: BLE001
+            return f"{overrides}: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+        return None
+    return None
 
 
 def _unnamed_layers(net, model) -> list[str]:

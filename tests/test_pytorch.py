@@ -281,3 +281,37 @@ def test_blocks_are_modules_that_compose_like_torchvision():
     assert tuple(features.shape) == (2, 512, 2, 2)
     assert type(model.layer1[0]).__name__ == "Basic" and type(model.layer1[0]) is type(model.layer1[2])
     assert "Basic(" in repr(model) and "(ws): Shortcut(" in repr(model)
+
+
+# the generated files a reader is most likely to open, kept as golden text (pytest --update-golden)
+MODULE_GOLDENS = {
+    "resnet34": (SPECS / "resnet34.arch", "resnet34"),
+    "resnet34_a": (SPECS / "resnet34_options.arch", "resnet34_a"),
+    "googlenet": (SPECS / "googlenet.arch", "googlenet"),
+    "dense_block": (ROOT / "tests" / "golden" / "modules" / "dense_block.arch", "dense_block"),
+}
+
+
+@pytest.mark.parametrize("name", list(MODULE_GOLDENS))
+def test_generated_module_golden(golden, name):
+    path, network = MODULE_GOLDENS[name]
+    source = archlang.compile_file(path, network=network)[network].source()
+    golden(ROOT / "tests" / "golden" / "modules" / f"{name}.py", source)
+
+
+def test_densenet_style_block_is_one_class_built_by_a_loop_that_honours_its_parameters():
+    """A repeat whose call widens its input step by step is a loop over the index, and the
+    constructor's growth and depth give what recompiling with them gives."""
+    path, network = MODULE_GOLDENS["dense_block"]
+    net = archlang.compile_file(path, network=network)[network]
+    assert "for i in range(n)" in net.source() and net.source().count("class DenseLayer") == 1
+    generated = type(net.to_torch())
+    for overrides in ({"growth": 12, "n": 3}, {"growth": 8, "n": 0}, {"n": 1}):
+        expected = net.to_torch(**overrides).eval()
+        got = generated(**overrides).eval()
+        assert [(k, v.shape) for k, v in got.state_dict().items()] == \
+            [(k, v.shape) for k, v in expected.state_dict().items()]
+        got.load_state_dict(expected.state_dict())
+        x = torch.randn(2, 64, 16, 16)
+        with torch.no_grad():
+            torch.testing.assert_close(got(x), expected(x))

@@ -141,7 +141,7 @@ class _Emitter:
                 else:
                     def make(a, n=item.name):
                         return f"self.{n}({a[0]})"
-                steps.append((out, [src], make, ir.nodes[out].shape))
+                steps.append((out, [src], make, _block_shape(item, ir.nodes[out].shape)))
             else:
                 emit = emission(item)
                 if emit.call is not None and _conditional(item):
@@ -180,6 +180,16 @@ class _Emitter:
             lines.append(f"x = {names[result]}")
         lines.append("return x")
         return lines
+
+
+def _block_shape(scope: Scope, last: TensorType) -> TensorType:
+    """The shape a block gives, `last` (its last node's) unless it ends in a staged repeat whose
+    calls change the shape step by step (that node has the shape of the i-th call)."""
+    while scope.items and isinstance(scope.items[-1], Scope):
+        scope = scope.items[-1]
+        if scope.kind is ScopeKind.REPEAT and scope.repeat[1] is not None:
+            return scope.repeat[2]
+    return last
 
 
 def _conditional(node: Node) -> bool:
@@ -388,9 +398,11 @@ class _StagedEmitter:
                     parts.append((self.forwarder(ctx.ir).layer(child), names_in(child.attrs), False))
                     continue
                 if child.kind is ScopeKind.REPEAT:
+                    count, index, _ = child.repeat
                     text, names = self.construct(child.items[0], ctx)
-                    parts.append((f"*({text} for _ in range({_value(child.repeat)}))",
-                                  names | names_in(child.repeat), True))
+                    var = "_" if index is None else index.text
+                    parts.append((f"*({text} for {var} in range({_value(count)}))",
+                                  (names - {var}) | names_in(count), True))
                 else:
                     text, names = self.construct(child, ctx)
                     parts.append((text, names, False))

@@ -203,14 +203,35 @@ class Elaborator:
                     item.from_repeat = True
 
     def staged_repeat(self, r: ast.Repeat, n: Sym, x: Val, env: Env, scope: Scope) -> Val:
-        """A repeat counted by a parameter: its body once, in a REPEAT block; a loop of the same
-        block, so the body must be one def call that keeps its input's shape."""
+        """A repeat counted by a parameter: its body once, in a REPEAT block, to be built by a
+        loop; so the body must be one def call.  Where the call changes its input's shape by a
+        fixed step (a DenseNet layer adds `growth` channels), the loop's index `i` gives each
+        call its own: `Layer(in_c + i * growth, growth) for i in range(n)`."""
+        first, notes = len(self.ir.nodes), len(self.ir.notes)
         sub = self.open_scope(ScopeKind.REPEAT, r.span, scope)
-        sub.repeat = n
         y = self.expr(r.body, x, env, sub)
-        if y.shape != x.shape or len(sub.items) != 1 or not isinstance(sub.items[0], Scope) \
-                or sub.items[0].kind is not ScopeKind.CALL:
-            raise Unstageable("a repeat counted by a parameter whose body is not one shape-keeping def call")
+        if len(sub.items) != 1 or not isinstance(sub.items[0], Scope) or sub.items[0].kind is not ScopeKind.CALL:
+            raise Unstageable("a repeat counted by a parameter whose body is not one def call")
+        index = None
+        if y.shape != x.shape:
+            if y.shape.layout != x.shape.layout:
+                raise Unstageable("a repeat counted by a parameter that changes the layout")
+            step = [b - a for a, b in zip(x.shape.dims, y.shape.dims, strict=True)]
+            if any(isinstance(s, Sym) and "i" in s.names for s in step):
+                raise Unstageable("a repeat's step already uses the name `i`")
+            self.ir.truncate(first)  # again, with the index in the input's shape
+            del self.ir.notes[notes:]
+            scope.items.remove(sub)
+            index = Sym.leaf("i", 0)
+            start = TensorType(tuple(a + index * s for a, s in zip(x.shape.dims, step, strict=True)),
+                               x.shape.layout)
+            sub = self.open_scope(ScopeKind.REPEAT, r.span, scope)
+            y = self.expr(r.body, Val(x.node, start), env, sub)
+            if y.shape.dims != tuple(a + s for a, s in zip(start.dims, step, strict=True)):
+                raise Unstageable("a repeat counted by a parameter whose step is not fixed")
+            y = Val(y.node, TensorType(tuple(a + n * s for a, s in zip(x.shape.dims, step, strict=True)),
+                                       x.shape.layout))
+        sub.repeat = (n, index, y.shape)
         sub.items[0].from_repeat = True
         sub.def_name = sub.items[0].def_name
         return y

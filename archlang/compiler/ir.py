@@ -227,6 +227,16 @@ class NetworkIR:
         self._graph = None
         return node
 
+    def truncate(self, n: int) -> None:
+        """Forgets the nodes from id `n` on (a staged trial elaboration; scopes are the caller's)."""
+        for node in self.nodes[n:]:
+            for src in node.inputs:
+                if src < n:
+                    self._consumers[src].remove(node.id)
+        del self.nodes[n:]
+        del self._consumers[n:]
+        self._graph = None
+
     def replace(self, changed: list[Node]) -> None:
         """Puts changed copies of nodes (same ids, same inputs) in place of the old ones, in the
         node list and in their scopes' items, in one walk over the scopes."""
