@@ -49,7 +49,7 @@ class _Emitter:
     imports: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.taken = helper_classes() | {self.ir.class_name, "nn", "torch"}
+        self.taken = helper_classes() | {self.ir.class_name, "nn", "torch"} | set(self.ir.parameter_names.values())
         self.flags: dict[int, str] = {}  # staged: node id → the attribute saying whether its optional inputs join
         self.last = {}  # id(scope) → (input id, output id) of each block with nodes
         for scope in self.ir.root.walk_scopes():
@@ -63,7 +63,7 @@ class _Emitter:
         """The expression that builds the module of a block: `Basic()`, `nn.Sequential(...)`."""
         if scope.container is Container.LIST:
             made = [self.constructor(child) if isinstance(child, Scope) else self.layer(child)
-                    for child in scope.items]
+                    for child in scope.items if not _placeholder(child)]
             if len(set(made)) == 1 and len(made) > 1:
                 return f"nn.Sequential(*({made[0]} for _ in range({len(made)})))"
             return f"nn.Sequential({', '.join(made)})"
@@ -115,6 +115,8 @@ class _Emitter:
         """The __init__ and forward lines of a block (or the network) holding `items`."""
         init: list[str] = []
         for item in items:
+            if _placeholder(item):
+                continue
             if isinstance(item, Scope):
                 init.append(f"self.{item.name} = {self.constructor(item)}")
                 continue
@@ -182,12 +184,17 @@ class _Emitter:
         return lines
 
 
+def _placeholder(item) -> bool:
+    """The empty item a repeat of calls counted to 0 leaves in its list (it builds nothing)."""
+    return isinstance(item, Scope) and item.kind is ScopeKind.REPEAT and not item.items
+
+
 def _block_shape(scope: Scope, last: TensorType) -> TensorType:
     """The shape a block gives, `last` (its last node's) unless it ends in a staged repeat whose
     calls change the shape step by step (that node has the shape of the i-th call)."""
     while scope.items and isinstance(scope.items[-1], Scope):
         scope = scope.items[-1]
-        if scope.kind is ScopeKind.REPEAT and scope.repeat[1] is not None:
+        if scope.kind is ScopeKind.REPEAT and scope.repeat is not None and scope.repeat[1] is not None:
             return scope.repeat[2]
     return last
 
@@ -394,13 +401,15 @@ class _StagedEmitter:
         if scope.container is Container.LIST:
             parts: list[tuple[str, frozenset[str], bool]] = []
             for child in scope.items:
+                if _placeholder(child):
+                    continue
                 if isinstance(child, Node):
                     parts.append((self.forwarder(ctx.ir).layer(child), names_in(child.attrs), False))
                     continue
                 if child.kind is ScopeKind.REPEAT:
                     count, index, _ = child.repeat
-                    text, names = self.construct(child.items[0], ctx)
                     var = "_" if index is None else index.text
+                    text, names = self.construct(child.items[0], _Ctx(ctx.ir, ctx.tail, [*ctx.order, var]))
                     parts.append((f"*({text} for {var} in range({_value(count)}))",
                                   (names - {var}) | names_in(count), True))
                 else:
@@ -435,6 +444,8 @@ class _StagedEmitter:
         lines: list[str] = []
         names: frozenset[str] = frozenset()
         for item in scope.items:
+            if _placeholder(item):
+                continue
             if isinstance(item, Scope):
                 text, used = self.construct(item, ctx)
                 if item.condition is not None:

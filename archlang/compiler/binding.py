@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from archlang.compiler.ops import ArgError, OpSpec
-from archlang.compiler.symbolic import Sym
+from archlang.compiler.symbolic import Sym, Unstageable
 from archlang.compiler.values import Env, evaluate, is_flag_word
 from archlang.errors import ArchError, Span, did_you_mean
 from archlang.frontend import ast
@@ -46,7 +46,9 @@ class _OpTarget:
     def check(self, key: str, value: Any, arg: ast.Arg) -> Any:
         try:
             if isinstance(value, Sym):  # staged: check the value, keep the expression
-                self.spec.args[key].check(value.value)
+                checked = self.spec.args[key].check(value.value)
+                if type(checked) is not type(value.value):  # a float where a whole number goes
+                    raise Unstageable(f"`{value}` converted from {type(value.value).__name__}")
                 return value
             return self.spec.args[key].check(value)
         except ArgError as err:

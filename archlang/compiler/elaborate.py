@@ -194,6 +194,12 @@ class Elaborator:
         n = count(r.count, env, "a repeat count")
         if isinstance(n, Sym):
             return self.staged_repeat(r, n, x, env, scope)
+        if n == 0 and not isinstance(r.count, ast.Num) and isinstance(r.body, ast.Call) \
+                and r.body.name in env.unit.defs:
+            # a computed count of calls that came to 0 (`basic c x(n-1)` with n=1) leaves an
+            # empty list item, so that names do not depend on the count
+            sub = self.open_scope(ScopeKind.REPEAT, r.span, scope, def_name=r.body.name)
+            return x
         first = len(scope.items)
         try:
             return self._repeat(r, n, x, env, scope)
@@ -212,6 +218,10 @@ class Elaborator:
         y = self.expr(r.body, x, env, sub)
         if len(sub.items) != 1 or not isinstance(sub.items[0], Scope) or sub.items[0].kind is not ScopeKind.CALL:
             raise Unstageable("a repeat counted by a parameter whose body is not one def call")
+        if self.ir.nodes[y.node].attrs.get("bias") == "auto":
+            # each call's last layer keeps or drops its bias by what follows it: the next call
+            # or, for the last one, the next line
+            raise Unstageable("a repeat counted by a parameter whose calls end in a layer with bias=auto")
         index = None
         if y.shape != x.shape:
             if y.shape.layout != x.shape.layout:

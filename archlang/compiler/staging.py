@@ -92,7 +92,9 @@ def _run_passes(ir: NetworkIR, root_may_list: bool) -> NetworkIR:
         if any(node.attrs.get("optional", {}).values()):
             after = ir.consumers(node.id)
             absorbed = node.id == ir.output.id or (len(after) == 1 and REGISTRY[after[0].op].absorbs_bias)
-            if absorbed and any(ir.nodes[i].attrs.get("bias") == "auto" for i in node.inputs):
+            skipped = [node.inputs[k] for k in node.attrs["optional"]]
+            if (absorbed and any(ir.nodes[i].attrs.get("bias") == "auto" for i in node.inputs)) or \
+                    any(ir.nodes[i].attrs.get("bias") == "auto" for i in skipped):
                 # the layer after the sum absorbs the bias only where the skip is dropped
                 raise Unstageable("`bias=auto` before a `skip optional` whose fit depends on a value")
     resolve_bias(ir)

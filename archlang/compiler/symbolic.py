@@ -239,7 +239,7 @@ def _wrap_atom(atom: _Atom, prec: int, strict: bool = False) -> str:
 def floordiv(a, b):
     if not isinstance(b, Sym):
         if isinstance(a, Sym):
-            if b == 1:
+            if b == 1 and isinstance(a.value, int):
                 return a
             if isinstance(b, int) and b > 0 and all(isinstance(c, int) and c % b == 0 for _, c in a.terms.values()) \
                     and isinstance(a.const, int) and a.const % b == 0:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from archlang.compiler.ir import TensorType
 from archlang.compiler.loader import DEFAULT_SETTINGS, Unit
-from archlang.compiler.symbolic import Sym, concrete
+from archlang.compiler.symbolic import Sym, Unstageable, concrete
 from archlang.errors import ArchError, Span, did_you_mean
 from archlang.frontend import ast
 
@@ -59,8 +59,10 @@ def count(v: ast.Value, env: Env, what: str) -> int:
     """A value that must be a whole number ≥ 0: a repeat count, a width."""
     n = evaluate(v, env)
     if isinstance(n, Sym):  # staged: the count stays an expression; its value is checked
-        if isinstance(n.value, float) and not n.value.is_integer():
-            raise ArchError(f"{what} must be a whole number, not {n.value:g}", v.span)
+        if isinstance(n.value, float):
+            if not n.value.is_integer():
+                raise ArchError(f"{what} must be a whole number, not {n.value:g}", v.span)
+            raise Unstageable(f"the count `{n}` is a float")
         if n.value < 0:
             raise ArchError(f"{what} cannot be negative ({n.value})", v.span)
         return n  # type: ignore[return-value]

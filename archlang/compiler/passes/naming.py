@@ -52,7 +52,7 @@ ATTRIBUTE_RESERVED = frozenset(keyword.kwlist) | MODULE_ATTRIBUTES
 # the container class every generated file defines, beside the op helpers (ZeroPadShortcut)
 CONTAINER_CLASSES = ("Block",)
 # names a generated file uses as globals or locals, which a constructor parameter must not shadow
-CODE_NAMES = frozenset({"self", "torch", "nn", "x", "super"})
+CODE_NAMES = frozenset({"self", "torch", "nn", "x", "super", "_", "i"})  # `_`, `i`: the loops of repeats
 
 
 def helper_classes() -> set[str]:
@@ -132,8 +132,8 @@ def _is_call(item) -> bool:
     """A def call, or a repeat of one: the items of a list."""
     if not isinstance(item, Scope):
         return False
-    if item.kind is ScopeKind.REPEAT:
-        return len(item.items) == 1 and _is_call(item.items[0])
+    if item.kind is ScopeKind.REPEAT:  # (empty: calls repeated 0 times)
+        return not item.items or (len(item.items) == 1 and _is_call(item.items[0]))
     return item.kind is ScopeKind.CALL
 
 
