@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 from archlang.compiler.ir import Container, NetworkIR, Node, Scope, ScopeKind, TensorType
 from archlang.compiler.ops import Emit, InternalError, spec_of
-from archlang.errors import ArchError
 from archlang.compiler.passes.naming import attribute_name, camel, helper_classes
-from archlang.compiler.staging import NO_DEFAULT, DefBody, Param, Stager
+from archlang.compiler.staging import NO_DEFAULT, DefBody, Stager
 from archlang.compiler.symbolic import Sym, Unstageable, is_symbolic, names_in
+from archlang.errors import ArchError
 
 
 def emission(node: Node) -> Emit:
@@ -121,11 +121,9 @@ class _Emitter:
                 init.append(f"self.{item.name} = {self.constructor(item)}")
                 continue
             emit = emission(item)
-            self.imports.update(emit.imports)
+            self.imports.update(emit.imports)  # a call's too (torch.cat)
             if emit.module is not None:
-                if emit.helper:
-                    self.helpers[emit.helper] = None
-                init.append(f"self.{item.name} = {emit.module(item.attrs, item.in_shapes, item.shape)}")
+                init.append(f"self.{item.name} = {self.layer(item)}")
         return init, self.forward(scope, items)
 
     def forward(self, scope: Scope, items: list) -> list[str]:
@@ -220,9 +218,55 @@ def _class_lines(name: str, doc: str, init: list[str], forward: list[str], signa
                  preamble: tuple[str, ...] = ()) -> list[str]:
     out = ["", "", f"class {name}(nn.Module):", f'    """{doc}"""', "", f"    def __init__({signature}):",
            "        super().__init__()"]
-    out += ["        " + line for line in (*preamble, *init)]
-    out += ["", "    def forward(self, x):"] + ["        " + line for line in forward]
+    out += [wrapped for line in (*preamble, *init) for wrapped in _wrap(line, "        ")]
+    out += ["", "    def forward(self, x):"] + [_fit(line, "        ") for line in forward]
     return out
+
+
+LINE = 120  # the generated files' line length (ruff's, in this project)
+
+
+def _split_top(text: str) -> list[str]:
+    """`text` split at its commas outside brackets."""
+    parts, depth, start = [], 0, 0
+    for k, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:k].strip())
+            start = k + 1
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+def _wrap(line: str, indent: str) -> list[str]:
+    """A constructor line as a person would break it: a long condition in parentheses on its own
+    line, a long argument list one argument a line."""
+    if len(indent + line) <= LINE:
+        return [indent + line]
+    head, sep, cond = line.partition(" if ")
+    if sep and cond.endswith(" else None") and "(" not in head.split("=", 1)[0]:
+        return [f"{indent}{head} if (", f"{indent}    {cond[:-len(' else None')]}", f"{indent}) else None"]
+    opening, depth = -1, 0
+    for k in range(len(line) - 1, -1, -1):  # the bracket the last one closes
+        depth += {")": 1, "]": 1, "}": 1, "(": -1, "[": -1, "{": -1}.get(line[k], 0)
+        if depth == 0:
+            opening = k
+            break
+    if opening > 0 and line.endswith(")"):
+        args = _split_top(line[opening + 1:-1])
+        if len(args) > 1:
+            return [indent + line[:opening + 1], *(f"{indent}    {a}," for a in args), indent + ")"]
+    return [indent + line]
+
+
+def _fit(line: str, indent: str) -> str:
+    """A forward line, without its shape comment where the two would not fit on a line."""
+    if len(indent + line) > LINE and "  # " in line:
+        line = line.split("  # ", 1)[0]
+    return indent + line
 
 
 def emit_module(ir: NetworkIR, source_name: str, version: str) -> str:
@@ -334,7 +378,7 @@ class _StagedEmitter:
         shape_in, shape_out = _fmt(self.compiled.input.shape), _fmt(self.compiled.output.shape)
         doc = f"{self.compiled.name}: {shape_in} → {shape_out}."
         if params:
-            doc = doc[:-1] + f" with the defaults; every parameter may be changed here as with `archc build --set`."
+            doc = doc[:-1] + " with the defaults; takes the values `archc build --set` takes."
         net_lines = _class_lines(cls, doc, init, forward, signature, tuple(preamble))
         names = self._names({cls})
         for em in self.forwarders.values():
@@ -345,7 +389,7 @@ class _StagedEmitter:
         out += ["from torch import nn"]
         for helper in self.helpers:
             out += helper.rstrip("\n").split("\n")
-        for token, lines in self.classes:
+        for _, lines in self.classes:
             out += lines
         out += net_lines
         text = "\n".join(out) + "\n"
@@ -456,11 +500,9 @@ class _StagedEmitter:
                 names |= used
                 continue
             emit = emission(item)
-            self.imports.update(emit.imports)
+            self.imports.update(emit.imports)  # a call's too (torch.cat)
             if emit.module is not None:
-                if emit.helper:
-                    self.helpers[emit.helper] = None
-                lines.append(f"self.{item.name} = {emit.module(item.attrs, item.in_shapes, item.shape)}")
+                lines.append(f"self.{item.name} = {self.forwarder(ctx.ir).layer(item)}")
                 names |= names_in(item.attrs)
             elif _conditional(item):
                 pairs = [p for fit in item.attrs["optional"].values() for p in fit]
@@ -528,7 +570,7 @@ class _StagedEmitter:
         def make(token):
             if is_list:
                 return ["", "", f"class {token}(nn.Sequential):", f'    """{doc}"""', "",
-                        f"    def __init__({signature}):", *("        " + line for line in init)]
+                        f"    def __init__({signature}):", *(w for line in init for w in _wrap(line, "        "))]
             return _class_lines(token, doc, init, forward, signature)
 
         token = self._class(("def", body.name, is_list, tuple(init), tuple(forward), signature), camel(body.name),

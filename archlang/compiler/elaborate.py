@@ -198,7 +198,7 @@ class Elaborator:
                 and r.body.name in env.unit.defs:
             # a computed count of calls that came to 0 (`basic c x(n-1)` with n=1) leaves an
             # empty list item, so that names do not depend on the count
-            sub = self.open_scope(ScopeKind.REPEAT, r.span, scope, def_name=r.body.name)
+            self.open_scope(ScopeKind.REPEAT, r.span, scope, def_name=r.body.name)
             return x
         first = len(scope.items)
         try:

@@ -66,7 +66,7 @@ class F6(nn.Module):
 
 
 class Lenet5(nn.Module):
-    """lenet5: 1x32x32 → 10 with the defaults; every parameter may be changed here as with `archc build --set`."""
+    """lenet5: 1x32x32 → 10 with the defaults; takes the values `archc build --set` takes."""
 
     def __init__(self, classes=10):
         super().__init__()

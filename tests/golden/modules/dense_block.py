@@ -79,7 +79,7 @@ class Head(nn.Module):
 
 
 class DenseBlock(nn.Module):
-    """dense_block: 64x56x56 → 10 with the defaults; every parameter may be changed here as with `archc build --set`."""
+    """dense_block: 64x56x56 → 10 with the defaults; takes the values `archc build --set` takes."""
 
     def __init__(self, growth=32, n=6):
         super().__init__()

@@ -865,7 +865,7 @@ class Head(nn.Module):
 
 
 class Googlenet(nn.Module):
-    """googlenet: 3x224x224 → 1000 with the defaults; every parameter may be changed here as with `archc build --set`."""
+    """googlenet: 3x224x224 → 1000 with the defaults; takes the values `archc build --set` takes."""
 
     def __init__(self, classes=1000):
         super().__init__()

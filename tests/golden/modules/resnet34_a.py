@@ -62,7 +62,9 @@ class Basic(nn.Module):
         self.relu1 = nn.ReLU()
         self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(c)
-        self.ws = Shortcut(in_c, in_h, in_w, c, stride) if in_c != c or in_h != (in_h - 1) // stride + 1 or in_w != (in_w - 1) // stride + 1 else None
+        self.ws = Shortcut(in_c, in_h, in_w, c, stride) if (
+            in_c != c or in_h != (in_h - 1) // stride + 1 or in_w != (in_w - 1) // stride + 1
+        ) else None
         self.relu2 = nn.ReLU()
 
     def forward(self, x):
@@ -72,7 +74,7 @@ class Basic(nn.Module):
         x = self.relu1(x)  # c x ((in_h - 1) // stride + 1) x ((in_w - 1) // stride + 1)
         x = self.conv2(x)  # c x ((in_h - 1) // stride + 1) x ((in_w - 1) // stride + 1)
         h1 = self.bn2(x)  # c x ((in_h - 1) // stride + 1) x ((in_w - 1) // stride + 1)
-        x = identity if self.ws is None else self.ws(identity)  # c x ((in_h - 1) // stride + 1) x ((in_w - 1) // stride + 1)
+        x = identity if self.ws is None else self.ws(identity)
         x = h1 + x  # c x ((in_h - 1) // stride + 1) x ((in_w - 1) // stride + 1)
         x = self.relu2(x)  # c x ((in_h - 1) // stride + 1) x ((in_w - 1) // stride + 1)
         return x
@@ -82,7 +84,10 @@ class Stage(nn.Sequential):
     """def stage(c, n, stride=2) (resnet34.arch:8)"""
 
     def __init__(self, in_c, in_h, in_w, c, n, stride=2):
-        super().__init__(Basic(in_c, in_h, in_w, c, stride=stride), *(Basic(c, (in_h - 1) // stride + 1, (in_w - 1) // stride + 1, c) for _ in range(n - 1)))
+        super().__init__(
+            Basic(in_c, in_h, in_w, c, stride=stride),
+            *(Basic(c, (in_h - 1) // stride + 1, (in_w - 1) // stride + 1, c) for _ in range(n - 1)),
+        )
 
 
 class Head(nn.Module):
@@ -102,7 +107,7 @@ class Head(nn.Module):
 
 
 class Resnet34A(nn.Module):
-    """resnet34_a: 3x224x224 → 1000 with the defaults; every parameter may be changed here as with `archc build --set`."""
+    """resnet34_a: 3x224x224 → 1000 with the defaults; takes the values `archc build --set` takes."""
 
     def __init__(self, classes=1000):
         super().__init__()
