@@ -34,7 +34,7 @@ def test_generated_module_agrees_and_its_constructor_honours_or_refuses(name):
     net = archlang.compile(text, "case.arch")["n"]
     model = net.to_torch().eval()
     assert sum(p.numel() for p in model.parameters()) == net.params
-    layers = {n.path for n in net.ir.nodes if n.path and net.ir.nodes[n.id].op in ("conv", "dense", "bn")}
+    layers = {n.path for n in net.ir.nodes if n.op in ("conv", "dense", "bn")}
     assert layers <= {k.rsplit(".", 1)[0] for k in model.state_dict()}
     python = {net.ir.parameter_names[k]: v for k, v in other.items()}
     expected = net.to_torch(**other).eval()
