@@ -51,9 +51,11 @@ else:
 
 def rerandomise(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give every layer random, non-trivial values so that no layer is inert in a comparison:
-    conv and linear weights He-initialised (normal, std sqrt(2 / fan_in)), random biases, and
+    conv and linear weights He-initialised (normal, std sqrt(2 / fan_in)), random biases,
     BatchNorm with random affine weight and bias and random running mean and variance (so eval
-    mode really normalises).  Deterministic for a seed; returns the model."""
+    mode really normalises), and every other parameter random too: LayerNorm's weight and bias,
+    per-channel layer scales (around 1 rather than torchvision's 1e-6, so the branch counts),
+    embeddings and tables.  Deterministic for a seed; returns the model."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
@@ -71,4 +73,59 @@ def rerandomise(model: nn.Module, seed: int = 0) -> nn.Module:
                     m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
                     m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
                     m.num_batches_tracked.fill_(int(torch.randint(1, 1000, (1,), generator=g)))
+            else:  # LayerNorm, layer scales, embeddings, any parameter a module holds itself
+                for key, p in m.named_parameters(recurse=False):
+                    if key == "bias":
+                        p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+                    elif key == "weight" and p.dim() == 1:
+                        p.copy_(torch.rand(p.shape, generator=g) + 0.5)
+                    else:
+                        p.copy_(torch.rand(p.shape, generator=g) + 0.5 if p.numel() < 4096 and p.dim() <= 3
+                                and p.shape[-1] == 1 else torch.randn(p.shape, generator=g) * 0.5)
     return model
+
+
+def compare(path, network: str, size: int | None = None, builder: str | None = None, seed: int = 1,
+            **kwargs) -> dict:
+    """Compile `network` of the spec at `path` and hold it against torchvision's model of the same
+    name (or `builder`, built with `kwargs`): parameters, MACs (FlopCounterMode / 2 at the spec's
+    input size, on the meta device), and outputs in eval mode after loading torchvision's
+    re-randomised weights with `archlang.load_weights`, at `size` (default: the spec's own input
+    size).  Returns the figures; raises AssertionError where they differ."""
+    import archlang
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = archlang.compile_file(path, network=network)[network]
+    build = getattr(models, builder or network)
+    with torch.device("meta"):
+        meta = build(weights=None, **kwargs)
+    params = sum(p.numel() for p in meta.parameters())
+    counter = FlopCounterMode(display=False)
+    torch.backends.mha.set_fastpath_enabled(False)
+    with counter, sdpa_kernel(SDPBackend.MATH), torch.no_grad():
+        meta.eval()(torch.empty(1, *net.input_shape, device="meta"))
+    macs = counter.get_total_flops() // 2
+    assert net.params == params, f"{network}: params {net.params:,} here, {params:,} in torchvision"
+    assert net.macs == macs, f"{network}: MACs {net.macs:,} here, {macs:,} in torchvision"
+    torch.manual_seed(0)
+    reference = rerandomise(build(weights=None, **kwargs), seed=seed).eval()
+    generated = net.to_torch().eval()
+    archlang.load_weights(generated, reference.state_dict())
+    c, h, w = net.input_shape
+    shape = (2, c, size or h, size or w)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed + 1))
+    with torch.no_grad():
+        expected, got = reference(x), generated(x)
+    assert got.shape == expected.shape, f"{network}: output {tuple(got.shape)} here, {tuple(expected.shape)}"
+    scale = expected.abs().max().item()
+    diff = (got - expected).abs().max().item()
+    torch.testing.assert_close(got, expected, atol=1e-4 * scale, rtol=1e-4)
+    return {"params": params, "macs": macs, "max_abs_diff": diff, "scale": scale, "size": shape[2:]}
+
+
+if __name__ == "__main__":  # python -m tests.torchvision_ref FILE NETWORK [SIZE]
+    import sys
+
+    _path, _net, *_rest = sys.argv[1:]
+    print(compare(_path, _net, int(_rest[0]) if _rest else None))
