@@ -1,7 +1,14 @@
 """`python -m archlang` runs the archc command line."""
 
+import signal
 import sys
 
-from archlang.cli import main
+try:
+    from archlang.cli import main
 
-sys.exit(main())
+    code = main()
+except KeyboardInterrupt:  # before main's own handler is in place (while importing)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    print("archc: interrupted", file=sys.stderr)
+    code = 130
+sys.exit(code)

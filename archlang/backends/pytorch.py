@@ -89,6 +89,8 @@ class _Emitter:
         self.imports.update(emit.imports)
         if emit.module is None:  # pragma: no cover - only blocks of layers are lists of nodes
             raise InternalError(f"op '{node.op}' is no module, so it cannot be an item of a list")
+        if emit.apply is not None:
+            self.imports.update(emit.imports)
         if emit.helper:
             self.helpers[emit.helper] = None
         return emit.module(node.attrs, node.in_shapes, node.shape)
@@ -145,6 +147,9 @@ class _Emitter:
                     steps.append((item.id, list(item.inputs), make, item.shape))
                 elif emit.call is not None:
                     steps.append((item.id, list(item.inputs), lambda a, e=emit, n=item: e.call(a, n.attrs), item.shape))
+                elif emit.apply is not None:  # a parameter of this block (a layer scale)
+                    steps.append((item.id, list(item.inputs), lambda a, e=emit, n=item: e.apply(a[0], f"self.{n.name}"),
+                                  item.shape))
                 else:
                     steps.append((item.id, list(item.inputs), lambda a, n=item: f"self.{n.name}({a[0]})", item.shape))
         uses: dict[int, list[int]] = {}

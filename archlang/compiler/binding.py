@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from archlang.compiler.ops import ArgError, OpSpec
+from archlang.compiler.ops import ArgError, OpSpec, arg_keys
 from archlang.compiler.symbolic import Sym, Unstageable
 from archlang.compiler.values import Env, evaluate, is_flag_word
 from archlang.errors import ArchError, Span, did_you_mean
@@ -16,7 +16,7 @@ from archlang.frontend import ast
 class _OpTarget:
     def __init__(self, spec: OpSpec, call: ast.Call):
         self.spec, self.name = spec, call.name
-        self.keys = spec.args
+        self.keys = arg_keys(spec)
         self.positional = list(spec.positional)
 
     def flag(self, arg: ast.Positional, env: Env) -> tuple[str, Any]:
@@ -46,11 +46,11 @@ class _OpTarget:
     def check(self, key: str, value: Any, arg: ast.Arg) -> Any:
         try:
             if isinstance(value, Sym):  # staged: check the value, keep the expression
-                checked = self.spec.args[key].check(value.value)
+                checked = self.keys[key].check(value.value)
                 if type(checked) is not type(value.value):  # a float where a whole number goes
                     raise Unstageable(f"`{value}` converted from {type(value.value).__name__}")
                 return value
-            return self.spec.args[key].check(value)
+            return self.keys[key].check(value)
         except ArgError as err:
             raise ArchError(f"{self.name}: {key} {err}", arg.span) from None
 

@@ -131,8 +131,18 @@ class Elaborator:
               role: Role = Role.LAYER) -> Val:
         """Completes a one-input op's attributes with defaults and settings, infers its shape, adds it."""
         attrs = dict(given)
+        if "kernel" in attrs:  # `conv c kernel=k`
+            if kernel is not None:
+                raise ArchError(f"{spec.name}{kernel[0]}x{kernel[1]} already has a kernel size; drop kernel= or the size",
+                                span)
+            k = attrs.pop("kernel")
+            kernel = (k, k)
         for key, arg in spec.args.items():
             if key not in attrs:
+                default = env.op_default(spec.name, key)
+                if default is not None:
+                    attrs[key] = arg.check(default)
+                    continue
                 if arg.required:
                     raise ArchError(f"{spec.name} needs a value for '{key}'", span,
                                     hint=f"for example: {spec.name} 64" if key in spec.positional else None)
@@ -185,6 +195,8 @@ class Elaborator:
             return self.sum(e, x, env, scope)
         if isinstance(e, ast.Concat):
             return self.concat(e, x, env, scope)
+        if isinstance(e, ast.Product):
+            return self.product(e, x, env, scope)
         if isinstance(e, ast.Repeat):
             return self.repeat(e, x, env, scope)
         assert isinstance(e, ast.BracketCall), e
@@ -279,7 +291,7 @@ class Elaborator:
             return self.def_call(c, d, home, x, env, scope)
         if c.name in SUGAR:
             raise ArchError(f"{c.name} needs its branches in brackets", c.span, hint=SUGAR[c.name].example)
-        found = ops.lookup(c.name)
+        found = ops.find(c.name, c.args)
         if found is None:
             if ops.lookup(c.name + "3x3"):
                 hint = f"{c.name} needs a kernel size, e.g. {c.name}3x3"
@@ -292,7 +304,11 @@ class Elaborator:
     def def_call(self, c: ast.Call, d: ast.Def, home: Unit, x: Val, env: Env, scope: Scope) -> Val:
         for name, _span in env.calls:
             if name == d.name:
-                raise ArchError(f"def {d.name} calls itself (recursion is not allowed)", c.span)
+                hint = None
+                if ops.lookup(d.name) or ops.find(d.name, [ast.Keyword("kernel", ast.Num(1, c.span), c.span)]):
+                    hint = (f"a def cannot take the name of the op it calls; to change the op's defaults in this "
+                            f"file, write `set {d.name}.ARG = VALUE` (for example `set bn.eps = 0.001`)")
+                raise ArchError(f"def {d.name} calls itself (recursion is not allowed)", c.span, hint=hint)
         if len(env.calls) >= MAX_CALL_DEPTH:
             raise ArchError(f"defs are nested more than {MAX_CALL_DEPTH} calls deep", c.span)
         values = bind_def(d, c, env)
@@ -333,6 +349,7 @@ class Elaborator:
         mains = [b for b in s.branches if not is_skip(b)]
         skips = [b for b in s.branches if is_skip(b)]
         outs: list[Val] = []
+        start = len(scope.items)
         for branch in mains:
             target_scope = scope
             if len(mains) > 1:
@@ -344,6 +361,7 @@ class Elaborator:
         target = outs[0].shape if outs else x.shape
         vals = list(outs)
         optional: dict[int, list] = {}  # staged: the inputs added only where their shapes fit
+        fitted = len(scope.items)
         for sk in skips:
             self.optional_fit = None
             out = lower_skip(self, sk, x, target, scope, env)
@@ -352,12 +370,33 @@ class Elaborator:
                     optional[len(vals)] = self.optional_fit
                     out = Val(out.node, target)
                 vals.append(out)
+        if skips and mains and is_skip(s.branches[0]):
+            # `skip | main`: the shortcut is built (registered) before the main path, as RegNet
+            # registers its `proj` before `f`; it is still computed from the block's input
+            scope.items[start:] = scope.items[fitted:] + scope.items[start:fitted]
         if not vals:
             return x
         if len(vals) == 1:
             return vals[0]
         return self.join("_add", vals, [*mains, *skips], s.span, scope, hint=hint,
                          attrs={"optional": optional} if optional else None)
+
+    def product(self, p: ast.Product, x: Val, env: Env, scope: Scope) -> Val:
+        """`a & b`: the branches' outputs multiplied elementwise, broadcasting dimensions of 1 (a
+        squeeze-and-excitation gate: `skip & gap > conv1x1 16 > relu > conv1x1 64 > sigmoid`)."""
+        mains = [b for b in p.branches if not is_skip(b)]
+        vals: list[Val] = []
+        for branch in p.branches:
+            if is_skip(branch):
+                if branch.args:
+                    raise ArchError("in a product, skip is the plain identity and takes no flags", branch.span,
+                                    hint="only a skip in a sum (`a | skip pad`) is fitted to a shape")
+                vals.append(x)
+                continue
+            target = scope if len(mains) == 1 else self.open_scope(ScopeKind.BRANCH, branch.span, scope)
+            vals.append(self.expr(branch, x, env, target))
+        return self.join("_mul", vals, list(p.branches), p.span, scope,
+                         hint="a product multiplies equal shapes, or broadcasts a dimension of 1 (Cx1x1 gates CxHxW)")
 
     def concat(self, c: ast.Concat, x: Val, env: Env, scope: Scope) -> Val:
         vals: list[Val] = []

@@ -32,6 +32,9 @@ class Unit:
 
 
 def check_setting(setting: ast.Setting) -> None:
+    if "." in setting.key:
+        _check_op_default(setting)
+        return
     if setting.key not in SETTINGS:
         raise ArchError(f"unknown setting '{setting.key}'", setting.span,
                         hint=did_you_mean(setting.key, SETTINGS) or f"settings are {', '.join(SETTINGS)}")
@@ -39,6 +42,27 @@ def check_setting(setting: ast.Setting) -> None:
     if setting.value not in allowed:
         raise ArchError(f"'{setting.value}' is not a value of {setting.key}", setting.value_span,
                         hint=f"{setting.key} is one of {', '.join(allowed)}")
+
+
+def _check_op_default(setting: ast.Setting) -> None:
+    """`set bn.eps = 0.001`: a default for one argument of one op, in this file (or network)."""
+    from archlang.compiler import ops
+
+    op, key = setting.key.split(".")
+    found = ops.lookup(op) or ops.find(op, [ast.Keyword("kernel", ast.Num(1, setting.span), setting.span)])
+    if found is None:
+        hint = did_you_mean(op, ops.user_words())
+        raise ArchError(f"'{op}' is not an op, so `set {setting.key}` sets nothing", setting.span,
+                        hint=hint or "`set OP.ARG = VALUE` gives an argument of a built-in op a default")
+    spec = found[0]
+    if key not in spec.args:
+        known = ", ".join(spec.args) or "none"
+        raise ArchError(f"{op} has no argument '{key}'", setting.span,
+                        hint=did_you_mean(key, spec.args) or f"arguments of {op}: {known}")
+    try:
+        spec.args[key].check(setting.value)
+    except ops.ArgError as err:
+        raise ArchError(f"{op}: {key} {err}", setting.value_span) from None
 
 
 # a file of MAX_SOURCE_BYTES characters takes at most 4 bytes a character in UTF-8

@@ -68,6 +68,9 @@ class _Scope:
         elif isinstance(v, ast.BinOp):
             self.value(v.left)
             self.value(v.right)
+        elif isinstance(v, ast.Func):
+            for a in v.args:
+                self.value(a)
 
     def _bare(self, arg: ast.Arg) -> str | None:
         """The word of a positional argument that is a name not in scope (a flag, or a typo)."""
@@ -86,7 +89,7 @@ class _Scope:
         if isinstance(e, ast.Seq):
             for item in e.items:
                 self.expr(item)
-        elif isinstance(e, ast.Sum | ast.Concat):
+        elif isinstance(e, ast.Sum | ast.Product | ast.Concat):
             for branch in e.branches:
                 self.expr(branch)
         elif isinstance(e, ast.Repeat):
@@ -108,7 +111,7 @@ class _Scope:
         if c.name in self.unit.defs:
             self.def_call(c, self.unit.defs[c.name][0])
             return
-        found = ops.lookup(c.name) if not c.name.startswith("_") else None
+        found = ops.find(c.name, c.args) if not c.name.startswith("_") else None
         if found is None:
             if c.name in SUGAR:
                 return  # the elaborator says it needs its branches in brackets
@@ -127,10 +130,11 @@ class _Scope:
                     raise ArchError(f"'{word}' is neither a parameter in scope nor a flag of {c.name}", arg.span,
                                     hint=hint)
                 continue
-            if isinstance(arg, ast.Keyword) and arg.key not in spec.args:
-                known = ", ".join(spec.args) or "none"
+            keys = ops.arg_keys(spec)
+            if isinstance(arg, ast.Keyword) and arg.key not in keys:
+                known = ", ".join(keys) or "none"
                 raise ArchError(f"{c.name} has no argument '{arg.key}'", arg.span,
-                                hint=did_you_mean(arg.key, spec.args) or f"arguments of {c.name}: {known}")
+                                hint=did_you_mean(arg.key, keys) or f"arguments of {c.name}: {known}")
             self.value(arg.value)
 
     def def_call(self, c: ast.Call, d: ast.Def) -> None:

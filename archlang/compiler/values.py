@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from archlang.compiler.ir import TensorType
@@ -24,6 +25,13 @@ class Env:
     def setting(self, key: str) -> str:
         return self.net_settings.get(key) or self.unit.settings.get(key) or DEFAULT_SETTINGS[key]
 
+    def op_default(self, op: str, key: str):
+        """The default `set OP.KEY = VALUE` gives an op's argument here; None if none does."""
+        name = f"{op}.{key}"
+        if name in self.net_settings:
+            return self.net_settings[name]
+        return self.unit.settings.get(name)
+
 
 def evaluate(v: ast.Value, env: Env) -> int | float:
     """The number a value expression stands for in `env` (params, `in`)."""
@@ -36,6 +44,8 @@ def evaluate(v: ast.Value, env: Env) -> int | float:
         result = env.values[v.name]
     elif isinstance(v, ast.InAttr):
         result = _in_attr(v, env)
+    elif isinstance(v, ast.Func):
+        result = _function(v, [evaluate(a, env) for a in v.args])
     else:
         left, right = evaluate(v.left, env), evaluate(v.right, env)
         if v.op == "+":
@@ -53,6 +63,32 @@ def evaluate(v: ast.Value, env: Env) -> int | float:
     if abs(result) > MAX_VALUE:
         raise ArchError(f"this value is too large ({result:.3g})", v.span)
     return result
+
+
+def make_divisible(v, divisor: int) -> int:
+    """`v` rounded to the nearest multiple of `divisor` (at least `divisor`), and up one step where
+    rounding down would lose more than 10%: the rule of torchvision's `_make_divisible`, which
+    MobileNet and EfficientNet use to scale widths."""
+    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * v else new
+
+
+def _function(f: ast.Func, args: list):
+    if any(isinstance(a, Sym) for a in args):
+        # a generated constructor would need the function too; the module is specialised instead
+        raise Unstageable(f"{f.name}() of a parameter")
+    if f.name == "ceil":
+        return math.ceil(args[0])
+    if f.name == "floor":
+        return math.floor(args[0])
+    if f.name == "min":
+        return min(args)
+    if f.name == "max":
+        return max(args)
+    value, divisor = args
+    if isinstance(divisor, float) and not divisor.is_integer() or divisor < 1:
+        raise ArchError(f"make_divisible needs a whole divisor of at least 1, not {divisor:g}", f.args[1].span)
+    return make_divisible(value, int(divisor))
 
 
 def count(v: ast.Value, env: Env, what: str) -> int:

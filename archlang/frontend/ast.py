@@ -38,7 +38,16 @@ class BinOp:
     span: Span
 
 
-Value = Num | Name | InAttr | BinOp
+@dataclass(frozen=True)
+class Func:
+    """`ceil(x)`, `floor(x)`, `min(a, b)`, `max(a, b)`, `make_divisible(v, d)`."""
+
+    name: str
+    args: tuple[Value, ...]
+    span: Span
+
+
+Value = Num | Name | InAttr | BinOp | Func
 
 # ---- call arguments ----
 
@@ -108,6 +117,14 @@ class Sum:
 
 
 @dataclass(frozen=True)
+class Product:
+    """`a & b`: branches on the same input, multiplied elementwise with broadcasting (a gate)."""
+
+    branches: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class Concat:
     branches: tuple[Expr, ...]
     span: Span
@@ -121,7 +138,7 @@ class Repeat:
     count_span: Span
 
 
-Expr = Call | BracketCall | Seq | Sum | Concat | Repeat
+Expr = Call | BracketCall | Seq | Sum | Product | Concat | Repeat
 
 # ---- statements ----
 

@@ -3,7 +3,7 @@
 Works on tokens, so every comment and the grouping of lines by blank lines survive:
 - indentation: 4 spaces for a block's lines; lines continued inside brackets indent 4 more per
   open bracket (a line starting with the closer sits with its opener);
-- spacing: one space around `>`, `|` and a label's, setting's or one-line def's `=`; none around
+- spacing: one space around `>`, `|`, `&` and a label's, setting's or one-line def's `=`; none around
   `=` in `key=value`, inside brackets, around arithmetic (`in.c//2`) or after a stride's `/`;
   `, ` between items; the call name touches its `[` (`inception[`) and a def's `(`;
 - repeats in ASCII: `×2` → `x2`, `×n` → `x(n)`, `×(n-1)` → `x(n-1)` (a count on the line after
@@ -35,11 +35,18 @@ _TOKEN = re.compile(r"""
   | (?P<IN_ATTR>in\.[A-Za-z_][A-Za-z0-9_]*)
   | (?P<SHAPE>[0-9]+(?:x[0-9]+)+(?![A-Za-z0-9_]))
   | (?P<NUMBER>[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)
+  | (?P<FUNC_OPEN>(?:ceil|floor|min|max|make_divisible)\()
+  | (?P<OP_KEY>[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*)
   | (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<OP>//|[-+*/()\[\],=:>|×])
+  | (?P<OP>//|[-+*/()\[\],=:>|&×])
 """, re.VERBOSE)
 _OPENERS = {"(", "[", "x("}
 _CLOSERS = {")", "]"}
+
+
+def _opens(t) -> bool:
+    return t.text in _OPENERS or t.kind == "FUNC_OPEN"
+
 _ARITH = {"+", "-", "*", "//"}
 
 
@@ -110,7 +117,7 @@ def _logical_lines(text: str) -> list[_Logical]:
         tokens = _tokens(code)
         out[-1].lines.append(_Physical(tokens, comment, depth))
         for t in tokens:
-            if t.text in _OPENERS:
+            if _opens(t):
                 depth += 1
             elif t.text in _CLOSERS:
                 depth = max(0, depth - 1)
@@ -169,7 +176,7 @@ def _spaced_equals(tokens: list[_Tok], in_block: bool) -> int | None:
     if tokens and tokens[0].text == "def":
         depth = 0
         for i, t in enumerate(tokens):
-            if t.text in _OPENERS:
+            if _opens(t):
                 depth += 1
             elif t.text in _CLOSERS:
                 depth -= 1
@@ -184,7 +191,7 @@ def _spaced_equals(tokens: list[_Tok], in_block: bool) -> int | None:
 def _gap(prev: _Tok, cur: _Tok, index: int, spaced_eq: int | None, head_name: bool) -> str:
     if cur.text in _CLOSERS or cur.text in (",", ":"):
         return ""
-    if prev.text in _OPENERS:
+    if _opens(prev):
         return ""
     if cur.text == "=" or prev.text == "=":
         eq = index if cur.text == "=" else index - 1

@@ -18,7 +18,7 @@ class LayoutError(Exception):
         super().__init__(message)
         self.message, self.line, self.column, self.end_column, self.hint = message, line, column, end_column, hint
 
-OPENERS = {"LPAR": "(", "LSQB": "[", "XREP_OPEN": "("}
+OPENERS = {"LPAR": "(", "LSQB": "[", "XREP_OPEN": "(", "FUNC_OPEN": "("}
 CLOSERS = {"RPAR": "(", "RSQB": "["}
 MAX_BRACKET_DEPTH = 64
 

@@ -16,6 +16,13 @@ from archlang.frontend import ast
 from archlang.frontend.lexer import Layout, LayoutError
 
 RESERVED = re.compile(r"x[0-9]+$")
+# the functions of value expressions and how many values each takes
+FUNCTIONS = {"ceil": 1, "floor": 1, "min": 2, "max": 2, "make_divisible": 2}
+FUNCTION_HINTS = {
+    "ceil": "ceil(x): the smallest whole number >= x", "floor": "floor(x): the largest whole number <= x",
+    "min": "min(a, b)", "max": "max(a, b)",
+    "make_divisible": "make_divisible(v, d): v rounded to a multiple of d, as torchvision's _make_divisible",
+}
 MAX_SOURCE_BYTES = 1_000_000
 MAX_VALUE = 10**12  # the documented limit of any value (archlang.compiler.elaborate.MAX_VALUE)
 MAX_DIGITS = 100  # a longer run of digits is far over MAX_VALUE (and Python's int() stops at 4,300)
@@ -46,6 +53,9 @@ TERMINAL_WORDS = {
     "SLASH": "'/'",
     "MORETHAN": "'>'",
     "VBAR": "'|'",
+    "AMPERSAND": "'&'",
+    "FUNC_OPEN": "a function such as ceil(",
+    "OP_KEY": "an op argument such as bn.eps",
     "USE": "'use'",
     "SET": "'set'",
     "DEF": "'def'",
@@ -245,6 +255,10 @@ class _ToAst(Transformer):
         return ast.Sum(tuple(children), self._span(meta))
 
     @v_args(meta=True)
+    def prod(self, meta, children):
+        return ast.Product(tuple(children), self._span(meta))
+
+    @v_args(meta=True)
     def seq(self, meta, children):
         return ast.Seq(tuple(children), self._span(meta))
 
@@ -329,6 +343,17 @@ class _ToAst(Transformer):
     def name(self, children):
         tok = children[0]
         return ast.Name(tok.value, _tok_span(self.filename, tok))
+
+    @v_args(meta=True)
+    def func(self, meta, children):
+        name = children[0].value[:-1]
+        args = tuple(children[1:])
+        span = self._span(meta)
+        want = FUNCTIONS[name]
+        if len(args) != want:
+            raise ArchError(f"{name}() takes {want} value{'s' if want != 1 else ''}, not {len(args)}", span,
+                            hint=FUNCTION_HINTS[name])
+        return ast.Func(name, args, span)
 
     def in_attr(self, children):
         tok = children[0]

@@ -59,12 +59,18 @@ class Emit:
     on the op's one input; `call` gives an expression over the inputs' variable names instead
     (`a + b`, `torch.cat([a, b], dim=1)`), for ops that are not modules.  `helper` is the
     source of a class the constructor names, written once into any file that uses the op;
-    `imports` are the modules the text needs beyond `from torch import nn`."""
+    `imports` are the modules the text needs beyond `from torch import nn`.  With `apply`, the
+    constructor makes an `nn.Parameter` of the enclosing block (registered, as a hand-written
+    block's own parameters are, before its sub-modules' in the state_dict) and `apply` says how
+    forward uses it."""
 
     module: Callable[[Attrs, Inputs, TensorType], str] | None = None
     call: Callable[[list[str], Attrs], str] | None = None
     helper: str | None = None
     imports: tuple[str, ...] = ()
+    # a `module` that is an nn.Parameter of the block (a layer scale): how forward uses it, given
+    # the input's variable and the attribute (`x * self.layer_scale`)
+    apply: Callable[[str, str], str] | None = None
 
     def __post_init__(self) -> None:
         assert (self.module is None) != (self.call is None), "an op is emitted as a module or as a call"
@@ -199,6 +205,22 @@ def _lookup(word: str) -> tuple[OpSpec, tuple[int, int] | None] | None:
     return None
 
 
+def find(word: str, args=()) -> tuple[OpSpec, tuple[int, int] | None] | None:
+    """The op a call names: as `lookup`, and also a kernel op named without its size when the
+    call gives the size as a value (`conv c kernel=k`): then (spec, None)."""
+    found = lookup(word)
+    if found is None and any(getattr(a, "key", None) == "kernel" for a in args):
+        spec = _BY_NAME.get(word)
+        if spec is not None and spec.kernel and not spec.structural:
+            return spec, None
+    return found
+
+
+def arg_keys(spec: OpSpec) -> dict[str, Arg]:
+    """The keyword arguments a call of the op may give: its own, and `kernel` for a kernel op."""
+    return {**spec.args, "kernel": KERNEL_ARG} if spec.kernel else spec.args
+
+
 def user_words() -> list[str]:
     """Names a user can write, for 'did you mean' hints (kernel ops shown as conv3x3)."""
     words = []
@@ -251,6 +273,16 @@ def positive_float(value) -> float:
     return value
 
 
+KERNEL_ARG = Arg(positive_int)
+
+
+def switch(value) -> bool:
+    """An argument set by flag words only (`ceil`, `exclude_pad`), never by a value."""
+    if isinstance(value, bool):
+        return value
+    raise ArgError("is set by its flag word, not by a value")
+
+
 def padding_value(value):
     if value in ("same", "valid"):
         return value
@@ -262,9 +294,18 @@ def need_image(op: str, inp: TensorType) -> None:
         raise ShapeError(f"{op} needs a CxHxW input, but gets the feature vector {inp}")
 
 
-def out_size(size: int, k: int, s: int, p: int, d: int = 1) -> int:
-    """floor((in + 2p - d(k-1) - 1) / s) + 1, PyTorch's rule for convs and pools."""
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+def out_size(size: int, k: int, s: int, p: int, d: int = 1, ceil: bool = False) -> int:
+    """floor((in + 2p - d(k-1) - 1) / s) + 1, PyTorch's rule for convs and pools; with `ceil`
+    (a pool's ceil_mode) rounded up instead, but a last window must start inside the input or
+    its left padding, as PyTorch has it."""
+    if not ceil:
+        return (size + 2 * p - d * (k - 1) - 1) // s + 1
+    if is_symbolic((size, k, s, p)):
+        raise symbolic.Unstageable("a ceil-mode pool's size is decided by its values")
+    out = -(-(size + 2 * p - d * (k - 1) - 1) // s) + 1
+    if (out - 1) * s >= size + p:
+        out -= 1
+    return out
 
 
 def resolve_padding(padding, kernel: tuple[int, int], dilation: int = 1) -> tuple[int, int]:
@@ -275,10 +316,11 @@ def resolve_padding(padding, kernel: tuple[int, int], dilation: int = 1) -> tupl
     return (padding, padding)
 
 
-def spatial(op: str, inp: TensorType, kernel, stride, padding, dilation: int = 1) -> tuple[int, int]:
+def spatial(op: str, inp: TensorType, kernel, stride, padding, dilation: int = 1,
+            ceil: bool = False) -> tuple[int, int]:
     sh, sw = stride if isinstance(stride, tuple) else (stride, stride)
-    h = out_size(inp.h, kernel[0], sh, padding[0], dilation)
-    w = out_size(inp.w, kernel[1], sw, padding[1], dilation)
+    h = out_size(inp.h, kernel[0], sh, padding[0], dilation, ceil)
+    w = out_size(inp.w, kernel[1], sw, padding[1], dilation, ceil)
     if h < 1 or w < 1:
         raise ShapeError(
             f"{op} on {inp} leaves a spatial size of {h}x{w}: the input is smaller than the "

@@ -15,6 +15,7 @@ from archlang.compiler.ops import (
     OpSpec,
     ShapeError,
     need_image,
+    nonneg_int,
     padding_value,
     positive_float,
     positive_int,
@@ -23,6 +24,7 @@ from archlang.compiler.ops import (
     resolve_padding,
     spatial,
     subsample_stride,
+    switch,
 )
 
 # diagram fills by kind: muted colours that print well
@@ -205,6 +207,51 @@ activation("gelu", "nn.GELU()")
 activation("silu", "nn.SiLU()")
 activation("softmax", "nn.Softmax(dim=1)", "softmax over channels")
 activation("hardswish", "nn.Hardswish()", "x * relu6(x + 3) / 6 (MobileNetV3)")
+activation("hardsigmoid", "nn.Hardsigmoid()", "relu6(x + 3) / 6 (MobileNetV3's gates)")
+
+register(OpSpec(
+    name="leakyrelu", family="leakyrelu", infer=_same_shape, positional=("slope",),
+    args={"slope": Arg(positive_float, 0.01)},
+    other_ops=lambda a, i, o: o.numel,
+    label=lambda a: "leakyrelu" if a["slope"] == 0.01 else f"leakyrelu {a['slope']:g}",
+    emit=Emit(module=lambda a, i, o: "nn.LeakyReLU()" if a["slope"] == 0.01 else f"nn.LeakyReLU({a['slope']!r})"),
+    draw=Draw(fill=ACT),
+    doc="LeakyReLU with negative slope `slope` (default 0.01)",
+    examples=(Example("leakyrelu"), Example("leakyrelu 0.2", "6"), Example("leakyrelu slope=0.1")),
+))
+
+
+def _layernorm_infer(a, ins) -> TensorType:
+    a["features"] = ins[0].c
+    a["image"] = not ins[0].is_vector
+    return ins[0]
+
+
+LAYERNORM_CLASS = '''
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels at each position of an N x C x H x W tensor."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+'''
+
+
+def _layernorm_module(a, ins, out) -> str:
+    extra = _kwargs(eps=a["eps"] if a["eps"] != 1e-5 else None)
+    return f"{'LayerNorm2d' if a['image'] else 'nn.LayerNorm'}({a['features']}{extra})"
+
+
+register(OpSpec(
+    name="layernorm", family="norm", infer=_layernorm_infer,
+    args={"eps": Arg(positive_float, 1e-5)},
+    params=lambda a, i, o: 2 * o.c,
+    other_ops=lambda a, i, o: o.numel,
+    emit=Emit(module=_layernorm_module, helper=LAYERNORM_CLASS),
+    draw=Draw(fill=NORM),
+    doc="LayerNorm over channels: of a vector, or at each position of CxHxW (ConvNeXt's LayerNorm2d)",
+    examples=(Example("layernorm"), Example("layernorm eps=1e-6", "16")),
+))
 
 # ---- pools ----
 
@@ -219,7 +266,7 @@ def _pool_infer(kind: str):
         a["padding"] = resolve_padding(a["padding"], a["kernel"])
         if a["padding"][0] > kh // 2 or a["padding"][1] > kw // 2:
             raise ShapeError(f"{kind}{kh}x{kw} padding {a['padding'][0]} is more than half the kernel")
-        h, w = spatial(f"{kind}{kh}x{kw}", inp, a["kernel"], a["stride"], a["padding"])
+        h, w = spatial(f"{kind}{kh}x{kw}", inp, a["kernel"], a["stride"], a["padding"], ceil=a["ceil"])
         return shape(inp.c, h, w)
 
     return infer
@@ -229,30 +276,69 @@ def _pool_module(cls: str):
     def emit(a, ins, out) -> str:
         stride = _pair(a["stride"])
         extra = _kwargs(stride=stride if stride != _pair(a["kernel"]) else None,
-                        padding=_pair(a["padding"]) if a["padding"] != (0, 0) else None)
+                        padding=_pair(a["padding"]) if a["padding"] != (0, 0) else None,
+                        ceil_mode=True if a["ceil"] else None,
+                        count_include_pad=False if not a.get("include_pad", True) else None)
         return f"nn.{cls}({_pair(a['kernel'])!r}{extra})"
 
     return emit
 
 
-def pool(name: str, cls: str) -> OpSpec:
+def pool(name: str, cls: str, flags: dict, examples: tuple[Example, ...], doc: str) -> OpSpec:
     return register(OpSpec(
         name=name, family=name, kernel=True, infer=_pool_infer(name), main=True,
-        args={"stride": Arg(positive_int), "padding": Arg(padding_value)},
-        flags={"same": ("padding", "same"), "valid": ("padding", "valid")},
+        args={"stride": Arg(positive_int), "padding": Arg(padding_value), "ceil": Arg(switch, False),
+              **({"include_pad": Arg(switch, True)} if flags else {})},
+        flags={"same": ("padding", "same"), "valid": ("padding", "valid"), "ceil": ("ceil", True),
+               "floor": ("ceil", False), **flags},
         settings={"padding": "padding"},
         other_ops=lambda a, i, o: o.numel * a["kernel"][0] * a["kernel"][1],
-        label=lambda a: f"{name}{a['kernel'][0]}x{a['kernel'][1]}{_stride_text(a['stride'])}",
+        label=lambda a: f"{name}{a['kernel'][0]}x{a['kernel'][1]}{_stride_text(a['stride'])}"
+                        + (" ceil" if a["ceil"] else ""),
         emit=Emit(module=_pool_module(cls)),
         draw=Draw(fill=POOL),
-        doc=cls,
+        doc=doc,
         examples=(Example(f"{name}3x3 /2 same"), Example(f"{name}2x2"), Example(f"{name}3x3 /1 padding=1"),
-                  Example(f"{name}2x3 valid")),
+                  Example(f"{name}2x3 valid"), Example(f"{name}3x3 /2 ceil", "8x13x13"),
+                  Example(f"{name}3x3 /2 padding=1 ceil", "8x14x14"), *examples),
     ))
 
 
-pool("maxpool", "MaxPool2d")
-pool("avgpool", "AvgPool2d")
+pool("maxpool", "MaxPool2d", {}, (), "MaxPool2d; `ceil` rounds the output size up (ceil_mode=True)")
+pool("avgpool", "AvgPool2d", {"exclude_pad": ("include_pad", False)},
+     (Example("avgpool3x3 /1 same exclude_pad"),),
+     "AvgPool2d; `ceil` as for maxpool, `exclude_pad` leaves padding out of the mean (count_include_pad=False)")
+
+
+def _adaptive_infer(kind: str):
+    def infer(a, ins) -> TensorType:
+        inp = ins[0]
+        need_image(kind, inp)
+        return shape(inp.c, a["size"], a["size"])
+
+    return infer
+
+
+def _windows(n: int, out: int) -> int:
+    """The summed length of an adaptive pool's windows along one axis of `n` into `out`."""
+    return sum(-(-(i + 1) * n // out) - (i * n) // out for i in range(out))
+
+
+def adaptive(name: str, cls: str, doc: str) -> OpSpec:
+    return register(OpSpec(
+        name=name, family=name, infer=_adaptive_infer(name), main=True, positional=("size",),
+        args={"size": Arg(positive_int, required=True)},
+        other_ops=lambda a, i, o: o.c * _windows(i[0].h, o.h) * _windows(i[0].w, o.w),
+        label=lambda a: f"{name} {a['size']}",
+        emit=Emit(module=lambda a, i, o: f"nn.{cls}({a['size']})"),
+        draw=Draw(fill=POOL),
+        doc=doc,
+        examples=(Example(f"{name} 6", "8x13x13"), Example(f"{name} 4", "8x4x4"), Example(f"{name} 5", "3x3x7")),
+    ))
+
+
+adaptive("adaptive_avgpool", "AdaptiveAvgPool2d", "AdaptiveAvgPool2d to SIZE x SIZE (AlexNet's and VGG's `avgpool`)")
+adaptive("adaptive_maxpool", "AdaptiveMaxPool2d", "AdaptiveMaxPool2d to SIZE x SIZE")
 
 # ---- reshaping ----
 
@@ -269,6 +355,141 @@ register(OpSpec(
     draw=Draw(fill=POOL),
     doc="global average pool, CxHxW → Cx1x1",
     examples=(Example("gap"),),
+))
+
+register(OpSpec(
+    name="gmp", family="gmp", infer=_gap_infer, main=True,
+    other_ops=lambda a, i, o: i[0].numel,
+    emit=Emit(module=lambda a, i, o: "nn.AdaptiveMaxPool2d(1)"),
+    draw=Draw(fill=POOL),
+    doc="global max pool, CxHxW → Cx1x1",
+    examples=(Example("gmp"),),
+))
+
+
+def _chunk_infer(a, ins) -> TensorType:
+    inp = ins[0]
+    n, k = a["parts"], a["index"]
+    if k >= n:
+        raise ShapeError(f"chunk {n} {k}: the index counts from 0, so it must be less than {n}")
+    if inp.c % n:
+        raise ShapeError(f"chunk {n} cannot split {inp.c} channels into {n} equal parts")
+    return TensorType((inp.c // n,) + inp.dims[1:], inp.layout)
+
+
+register(OpSpec(
+    name="chunk", family="chunk", infer=_chunk_infer, view=True, positional=("parts", "index"),
+    args={"parts": Arg(positive_int, required=True), "index": Arg(nonneg_int, 0)},
+    label=lambda a: f"chunk {a['parts']} {a['index']}",
+    emit=Emit(call=lambda args, a: f"{args[0]}.chunk({a['parts']}, dim=1)[{a['index']}]"),
+    draw=Draw(fill=PLAIN),
+    doc="chunk N I: the I-th (from 0) of N equal groups of channels (ShuffleNetV2's split)",
+    examples=(Example("chunk 2 1"), Example("chunk 4", "8"), Example("[chunk 2 0, chunk 2 1 > conv1x1]")),
+))
+
+
+def _shuffle_infer(a, ins) -> TensorType:
+    inp = ins[0]
+    need_image("shuffle", inp)
+    if inp.c % a["groups"]:
+        raise ShapeError(f"shuffle {a['groups']} needs a width divisible by {a['groups']}, not {inp.c}")
+    return inp
+
+
+register(OpSpec(
+    name="shuffle", family="shuffle", infer=_shuffle_infer, positional=("groups",),
+    args={"groups": Arg(positive_int, required=True)},
+    label=lambda a: f"shuffle {a['groups']}",
+    emit=Emit(module=lambda a, i, o: f"nn.ChannelShuffle({a['groups']})"),
+    draw=Draw(fill=PLAIN),
+    doc="channel shuffle in G groups (ShuffleNet): channel g*K+k goes to k*G+g",
+    examples=(Example("shuffle 2"), Example("shuffle 4", "8x3x5")),
+))
+
+
+def _pointwise_infer(a, ins) -> TensorType:
+    inp = ins[0]
+    need_image("pointwise", inp)
+    a["in_f"] = inp.c
+    return shape(a["out"], inp.h, inp.w)
+
+
+POINTWISE_CLASS = '''
+
+class PointwiseLinear(nn.Linear):
+    """A Linear over the channels at each position of an N x C x H x W tensor (weights [out, in])."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+'''
+
+register(OpSpec(
+    name="pointwise", family="fc", infer=_pointwise_infer, main=True, positional=("out",),
+    args={"out": Arg(positive_int, required=True)},
+    flags={"bias": ("bias", True), "nobias": ("bias", False)},
+    settings={"bias": "bias"},
+    params=lambda a, i, o: a["in_f"] * a["out"] + (a["out"] if a["bias"] else 0),
+    macs=lambda a, i, o: a["in_f"] * a["out"] * o.h * o.w,
+    other_ops=lambda a, i, o: o.numel if a["bias"] else 0,
+    label=lambda a: f"pointwise {a['out']}",
+    emit=Emit(module=lambda a, i, o: f"PointwiseLinear({a['in_f']}, {a['out']}{', bias=False' if not a['bias'] else ''})",
+              helper=POINTWISE_CLASS),
+    draw=Draw(fill=DENSE),
+    doc="a Linear over channels at every position, CxHxW → out×H×W (ConvNeXt's pwconv: weights [out, in])",
+    examples=(Example("pointwise 16"), Example("pointwise 4 nobias", "8x2x3")),
+))
+
+
+def _layerscale_infer(a, ins) -> TensorType:
+    a["features"] = ins[0].c
+    a["image"] = not ins[0].is_vector
+    return ins[0]
+
+
+def _layerscale_module(a, ins, out) -> str:
+    dims = f"({a['features']}, 1, 1)" if a["image"] else f"({a['features']},)"
+    return f"nn.Parameter(torch.full({dims}, {a['init']!r}))"
+
+
+register(OpSpec(
+    name="layerscale", family="layer_scale", infer=_layerscale_infer, positional=("init",),
+    args={"init": Arg(positive_float, 1e-6)},
+    params=lambda a, i, o: o.c,
+    other_ops=lambda a, i, o: o.numel,
+    label=lambda a: f"layerscale {a['init']:g}",
+    emit=Emit(module=_layerscale_module, apply=lambda x, attr: f"{x} * {attr}", imports=("torch",)),
+    draw=Draw(fill=NORM),
+    doc="a learned per-channel scale, initialised to `init` (default 1e-6): an nn.Parameter (C, 1, 1) of its block",
+    examples=(Example("layerscale"), Example("layerscale 0.5", "6")),
+))
+
+STOCHASTIC_DEPTH_CLASS = '''
+
+class StochasticDepth(nn.Module):
+    """Drops the whole branch for each sample with probability p in training, scaling the kept
+    ones by 1 / (1 - p); the identity in eval mode (Huang et al. 2016, torchvision's "row" mode)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+'''
+
+register(OpSpec(
+    name="stochastic_depth", family="stochastic_depth", aliases=("droppath",), infer=_same_shape,
+    positional=("p",),
+    args={"p": Arg(probability, 0.0)},
+    label=lambda a: f"stochastic_depth {a['p']:g}",
+    emit=Emit(module=lambda a, i, o: f"StochasticDepth({a['p']!r})", helper=STOCHASTIC_DEPTH_CLASS),
+    draw=Draw(fill=PLAIN),
+    doc="stochastic depth: drops the branch per sample with probability p in training; identity in eval",
+    examples=(Example("stochastic_depth 0.1"), Example("droppath 0.2", "6")),
 ))
 
 register(OpSpec(
@@ -315,6 +536,35 @@ register(OpSpec(
     draw=Draw(text="+", shape="circle", compact=True),
     doc="the sum of branches (`a | b`, `... | skip`)",
     examples=(Example("conv3x3 8 same | skip"), Example("(relu | tanh | skip)", "5")),
+))
+
+
+def _mul_infer(a, ins) -> TensorType:
+    first = ins[0]
+    dims = list(first.dims)
+    for i, t in enumerate(ins[1:], 1):
+        if t.layout != first.layout:
+            raise ShapeError(f"cannot multiply {first} and {t}: a feature vector and an image", index=i)
+        for k, (a_dim, b_dim) in enumerate(zip(dims, t.dims, strict=True)):
+            if a_dim == b_dim or b_dim == 1:
+                continue
+            if a_dim == 1:
+                dims[k] = b_dim
+                continue
+            raise ShapeError(f"cannot multiply {TensorType(tuple(dims), first.layout)} and {t}: "
+                             f"their {'CHW'[k]} differ and neither is 1", index=i)
+    a["arity"] = len(ins)
+    return TensorType(tuple(dims), first.layout)
+
+
+register(OpSpec(
+    name="_mul", family="mul", infer=_mul_infer, multi_input=True,
+    other_ops=lambda a, i, o: o.numel * (len(i) - 1),
+    emit=Emit(call=lambda args, a: " * ".join(args)),
+    draw=Draw(text="×", shape="circle", compact=True),
+    doc="the elementwise product of branches, broadcasting dimensions of 1 (`skip & gate`)",
+    examples=(Example("skip & gap > conv1x1 2 > relu > conv1x1 8 > sigmoid"), Example("(tanh & sigmoid)", "5"),
+              Example("gap & skip", "3x4x4")),
 ))
 
 
