@@ -138,11 +138,14 @@ def check_constructor(net, generated, seed: int, tries: int = 8) -> str | None:
 
 
 def _unnamed_layers(net, model) -> list[str]:
-    """The report's layers with parameters that are not a module of the same dotted name holding
-    as many parameters (a segment may take trailing underscores: `class` → `class_`)."""
+    """The report's layers with parameters that are not a module (or, for a layer scale, an
+    nn.Parameter) of the same dotted name holding as many parameters (a segment may take trailing
+    underscores: `class` → `class_`)."""
     modules = {}
     for name, m in model.named_modules():
         modules[name] = sum(p.numel() for p in m.parameters(recurse=False))
+    for name, p in model.named_parameters():
+        modules.setdefault(name, p.numel())
     missing = []
     for layer in net.report().to_dict()["layers"]:
         if layer["kind"] != "layer" or not layer["params"]:

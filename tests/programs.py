@@ -22,6 +22,7 @@ failure can be put in its class by turning features off one at a time."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -71,13 +72,16 @@ SAFE_DEFS = ["unit", "blk", "basic", "stage", "widen", "cell", "tower", "mixer",
 SAFE_PARAMS = ["c", "w", "n", "k", "width", "depth", "mid", "out_c", "hidden", "classes", "growth", "m"]
 NETWORK_NAMES = ["net", "tiny", "model_a", "toy", "small_net", "block", "zero_pad_shortcut", "forward"]
 
-ACTIVATIONS = ["relu", "relu6", "tanh", "sigmoid", "gelu", "silu", "softmax"]
+ACTIVATIONS = ["relu", "relu6", "tanh", "sigmoid", "gelu", "silu", "softmax", "hardswish", "hardsigmoid"]
 # Words a name must not be: statement words, repeat tokens, flags and op names (a bare word is
 # a param if one is in scope, else a flag, so a param named `same` would change meanings).
 NEVER = {"use", "set", "def", "network", "input", "in", "same", "valid", "bias", "nobias", "pad", "project",
          "optional", "skip", "inception", "pool", "reduce", "stride", "out", "padding", "groups", "dilation",
          "eps", "momentum", "p", "size", "alpha", "beta", "k", "always", "auto", "on", "off",
-         "dense", "fc", "linear", "bn", "lrn", "gap", "flatten", "dropout", *ACTIVATIONS}
+         "dense", "fc", "linear", "bn", "lrn", "gap", "flatten", "dropout", *ACTIVATIONS,
+         "ceil", "floor", "exclude_pad", "kernel", "slope", "init", "parts", "index", "gmp", "layernorm", "chunk",
+         "shuffle", "pointwise", "layerscale", "stochastic_depth", "droppath", "leakyrelu", "adaptive_avgpool",
+         "adaptive_maxpool"}
 
 
 def class_name(network: str) -> str:
@@ -178,6 +182,30 @@ class Bin:
 _PREC = {"+": 1, "-": 1, "*": 2, "//": 2}
 
 
+@dataclass
+class Fn:
+    """`max(a, b)`, `min(a, b)`, `ceil(x)`, `floor(x)`, `make_divisible(v, d)` in a value."""
+
+    name: str
+    args: list
+
+    def render(self) -> str:
+        return f"{self.name}(" + ", ".join(a.render() for a in self.args) + ")"
+
+    def eval(self, ctx: Ctx):
+        v = [a.eval(ctx) for a in self.args]
+        if self.name == "max":
+            return max(v)
+        if self.name == "min":
+            return min(v)
+        if self.name == "ceil":
+            return math.ceil(v[0])
+        if self.name == "floor":
+            return math.floor(v[0])
+        new = max(v[1], int(v[0] + v[1] / 2) // v[1] * v[1])
+        return new + v[1] if new < 0.9 * v[0] else new
+
+
 def atom_text(t) -> str:
     """An arith where the grammar wants an atom (`/S`, `×N`)."""
     return f"({t.render()})" if isinstance(t, Bin) else t.render()
@@ -196,8 +224,11 @@ def whole(v, lo=1, hi=10**6) -> int:
 # layer terms
 
 
-def out_size(n, k, s, p, d=1):
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+def out_size(n, k, s, p, d=1, ceil=False):
+    if not ceil:
+        return (n + 2 * p - d * (k - 1) - 1) // s + 1
+    out = -(-(n + 2 * p - d * (k - 1) - 1) // s) + 1
+    return out - 1 if (out - 1) * s >= n + p else out
 
 
 @dataclass
@@ -209,11 +240,14 @@ class Op:
     stride: object = None           # arith for `/S`
     kw: dict = field(default_factory=dict)
     flags: list = field(default_factory=list)
+    kernel_kw: bool = False         # `conv 8 kernel=3` rather than `conv3x3 8`
 
     def render(self) -> str:
         head = self.word or self.name
-        if self.kernel:
+        if self.kernel and not self.kernel_kw:
             head += f"{self.kernel[0]}x{self.kernel[1]}"
+        elif self.kernel:
+            self.kw = {**self.kw, "kernel": Num(self.kernel[0])}
         parts = [head] + [p.render() for p in self.pos]
         if self.stride is not None:
             parts.append("/" + atom_text(self.stride))
@@ -249,6 +283,30 @@ class Op:
             return (out, h, w)
         if n == "dense":
             return (whole(pos[0] if pos else v["out"], 1, 64),)
+        if n in ("layerscale", "stochastic_depth", "leakyrelu", "layernorm"):
+            return s
+        if n in ("gmp",):
+            if not is_image(s):
+                raise Invalid("gmp on vector")
+            return (s[0], 1, 1)
+        if n == "adaptive_avgpool":
+            if not is_image(s):
+                raise Invalid("adaptive pool on vector")
+            size = whole(pos[0], 1, 8)
+            return (s[0], size, size)
+        if n == "shuffle":
+            if not is_image(s) or s[0] % whole(pos[0], 1, 8):
+                raise Invalid("shuffle")
+            return s
+        if n == "chunk":
+            parts, index = whole(pos[0], 1, 8), whole(pos[1], 0, 8)
+            if s[0] % parts or index >= parts:
+                raise Invalid("chunk")
+            return (s[0] // parts, *s[1:])
+        if n == "pointwise":
+            if not is_image(s):
+                raise Invalid("pointwise on vector")
+            return (whole(pos[0], 1, 64), *s[1:])
         if n in ("bn", "dropout", *ACTIVATIONS):
             if n == "bn":
                 if "eps" in v and not v["eps"] > 0:
@@ -276,7 +334,8 @@ class Op:
                 ph, pw = ((kh - 1) // 2, (kw - 1) // 2) if mode == "same" else (0, 0)
             if ph > kh // 2 or pw > kw // 2:
                 raise Invalid("pool padding")
-            h, w = out_size(s[1], kh, sh, ph), out_size(s[2], kw, sw, pw)
+            ceil = "ceil" in self.flags
+            h, w = out_size(s[1], kh, sh, ph, ceil=ceil), out_size(s[2], kw, sw, pw, ceil=ceil)
             if h < 1 or w < 1:
                 raise Invalid("too small")
             return (s[0], h, w)
@@ -378,6 +437,29 @@ class Group:
 
     def apply(self, s, ctx):
         return self.expr.apply(s, ctx)
+
+
+@dataclass
+class Prod:
+    branches: list
+
+    def render(self) -> str:
+        return "(" + " & ".join(_wrap(t, 2) for t in self.branches) + ")"
+
+    def apply(self, s, ctx):
+        outs = [s if isinstance(b, Skip) else b.apply(s, ctx) for b in self.branches]
+        dims = list(outs[0])
+        for o in outs[1:]:
+            if len(o) != len(dims):
+                raise Invalid("product layouts")
+            for k, (a, b) in enumerate(zip(dims, o, strict=True)):
+                if a == b or b == 1:
+                    continue
+                if a == 1:
+                    dims[k] = b
+                    continue
+                raise Invalid("product shapes")
+        return tuple(dims)
 
 
 @dataclass
@@ -541,6 +623,19 @@ class Gen:
     # arithmetic
 
     def width(self, ctx: Ctx, lo=1, hi=32, multiple_of=1):
+        w = self._width(ctx, lo, hi, multiple_of)
+        r = self.r
+        if r.random() < 0.06:
+            roll = r.random()
+            if roll < 0.4:
+                w = Fn(r.choice(["max", "min"]), [w, Num(r.choice([1, 2, 8]))])
+            elif roll < 0.7:
+                w = Fn(r.choice(["ceil", "floor"]), [Bin("*", w, Num(r.choice([1.0, 1.5])))])
+            else:
+                w = Fn("make_divisible", [w, Num(r.choice([1, 2, 8]))])
+        return w
+
+    def _width(self, ctx: Ctx, lo=1, hi=32, multiple_of=1):
         """An arith for a width in [lo, hi] (a multiple of `multiple_of`), using names in scope and `in`."""
         r = self.r
         ints = [k for k, v in ctx.env.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 1]
@@ -587,10 +682,12 @@ class Gen:
     def op(self, s: Shape, ctx: Ctx):
         r = self.r
         if is_image(s):
-            kind = r.choices(["conv", "bn", "act", "pool", "lrn", "dropout", "gap", "flatten", "dense"],
-                             [10, 4, 5, 3, 1, 1, 0.4, 0.3, 0.5])[0]
+            kind = r.choices(["conv", "bn", "act", "pool", "lrn", "dropout", "gap", "flatten", "dense", "newer"],
+                             [10, 4, 5, 3, 1, 1, 0.4, 0.3, 0.5, 2])[0]
         else:
-            kind = r.choices(["dense", "bn", "act", "dropout", "flatten"], [6, 3, 4, 1, 0.3])[0]
+            kind = r.choices(["dense", "bn", "act", "dropout", "flatten", "newer"], [6, 3, 4, 1, 0.3, 1])[0]
+        if kind == "newer":
+            return self.newer_op(s, ctx)
         if kind == "conv":
             return self.conv(s, ctx)
         if kind == "bn":
@@ -614,6 +711,10 @@ class Gen:
                 o.flags.append("valid")
             elif roll < 0.55:
                 o.kw["padding"] = Num(r.randint(0, min(k) // 2))
+            if r.random() < 0.15:
+                o.flags.append("ceil")
+            if o.name == "avgpool" and r.random() < 0.15:
+                o.flags.append("exclude_pad")
             return o
         if kind == "lrn":
             roll = r.random()
@@ -644,10 +745,55 @@ class Gen:
             o.flags.append(r.choice(["bias", "nobias"]))
         return o
 
+    def newer_op(self, s: Shape, ctx: Ctx):
+        """The ops of issue 16: gates' activations, norms, scales, shuffles, splits, pools."""
+        r = self.r
+        if not is_image(s):
+            kind = r.choice(["layernorm", "layerscale", "stochastic_depth", "leakyrelu"])
+        else:
+            kind = r.choice(["layernorm", "layerscale", "stochastic_depth", "leakyrelu", "gmp", "adaptive_avgpool",
+                             "shuffle", "chunk", "pointwise", "pointwise"])
+        if kind == "layernorm":
+            return Op(kind, kw={"eps": Num(1e-6)} if r.random() < 0.3 else {})
+        if kind == "layerscale":
+            return Op(kind, pos=[Num(r.choice([1e-6, 0.5, 1.0]))] if r.random() < 0.5 else [])
+        if kind == "stochastic_depth":
+            return Op(kind, word=r.choice(["stochastic_depth", "droppath"]), pos=[Num(r.choice([0.0, 0.1, 0.5]))])
+        if kind == "leakyrelu":
+            return Op(kind, pos=[Num(0.2)] if r.random() < 0.5 else [])
+        if kind == "adaptive_avgpool":
+            return Op(kind, pos=[Num(r.choice([1, 2, 3]))])
+        if kind == "shuffle":
+            return Op(kind, pos=[Num(r.choice([g for g in (2, 3, 4) if s[0] % g == 0] or [1]))])
+        if kind == "chunk":
+            parts = r.choice([p for p in (2, 4) if s[0] % p == 0] or [1])
+            return Op(kind, pos=[Num(parts), Num(r.randrange(parts))])
+        if kind == "pointwise":
+            o = Op(kind, pos=[self.width(ctx)])
+            if r.random() < 0.25:
+                o.flags.append(r.choice(["bias", "nobias"]))
+            return o
+        return Op(kind)
+
+    def product(self, s, ctx, budget):
+        """`skip & gap > conv1x1 C > act` (a gate), or two branches of equal shape."""
+        r = self.r
+        if is_image(s) and r.random() < 0.6:
+            squeeze = Num(r.choice([1, 2, 4]))
+            width = Num(r.choice([s[0], s[0], 1]))
+            gate = Seq([Op(r.choice(["gap", "gap", "gmp"])), Op("conv", kernel=(1, 1), pos=[squeeze]),
+                        Op(r.choice(ACTIVATIONS)), Op("conv", kernel=(1, 1), pos=[width]),
+                        Op(r.choice(["sigmoid", "hardsigmoid"]))])
+            branches = [Skip(), gate] if r.random() < 0.7 else [gate, Skip()]
+        else:
+            main, out = self.seq(s, ctx, budget)
+            branches = [main, Op(r.choice(ACTIVATIONS))] if out == s else [main, main]
+        return Prod(branches)
+
     def conv(self, s: Shape, ctx: Ctx):
         r = self.r
         k = r.choice([(1, 1), (3, 3), (3, 3), (3, 3), (5, 5), (1, 3), (3, 1), (2, 2), (1, 7), (7, 1)])
-        o = Op("conv", kernel=k)
+        o = Op("conv", kernel=k, kernel_kw=k[0] == k[1] and r.random() < 0.15)
         groups = 1
         if r.random() < 0.15:
             groups = r.choice([g for g in (2, 4, s[0]) if s[0] % g == 0 and g <= 32] or [1])
@@ -712,6 +858,8 @@ class Gen:
                 t = self.sum(s, ctx, budget - 1)
             elif budget > 0 and roll < 0.2 and is_image(s):
                 t = self.concat(s, ctx, budget - 1)
+            elif budget > 0 and roll < 0.24:
+                t = self.product(s, ctx, budget - 1)
             elif roll < 0.27 and is_image(s):
                 t = self.inception(s, ctx)
             elif budget > 0 and roll < 0.42 and ctx.depth < 3:
@@ -934,6 +1082,9 @@ class Gen:
             if r.random() < 0.25:
                 self.settings[key] = r.choice(values)
                 self.file_settings.append(f"set {key} = {self.settings[key]}\n")
+        if r.random() < 0.1:
+            self.file_settings.append(r.choice(["set bn.eps = 0.001\n", "set bn.momentum = 0.01\n",
+                                                "set layernorm.eps = 1e-6\n", "set dropout.p = 0.1\n"]))
         nets = []
         names = [n for n in NETWORK_NAMES if self.f.class_names or n not in ("block", "zero_pad_shortcut")]
         for _ in range(1 if r.random() < 0.8 else 2):

@@ -39,7 +39,7 @@ def _both(compile_fn, monkeypatch):
     return reused, fresh
 
 
-SOURCES = sorted(SPECS.glob("*.arch")) + [ROOT / "bench" / "cifar_resnet.arch"]
+SOURCES = sorted(SPECS.rglob("*.arch")) + [ROOT / "bench" / "cifar_resnet.arch"]
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)

@@ -19,7 +19,7 @@ from archlang.frontend.format import format_source, same_ast
 from tests.conftest import ROOT, SPECS
 from tests.test_fuzz import PROGRAMS, mutated_spec
 
-SOURCES = sorted(SPECS.glob("*.arch")) + [ROOT / "bench" / "cifar_resnet.arch"]
+SOURCES = sorted(SPECS.rglob("*.arch")) + [ROOT / "bench" / "cifar_resnet.arch"]
 GOLDEN = ROOT / "tests" / "golden" / "fmt"
 
 

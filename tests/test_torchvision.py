@@ -60,7 +60,7 @@ def _torchvision(name, device="cpu"):
 def test_every_spec_named_after_a_torchvision_model_is_compared():
     known = set(models.list_models(module=models))
     named = set()
-    for path in SPECS.glob("*.arch"):
+    for path in SPECS.glob("*.arch"):  # the course's specs; specs/torchvision/ is compared below
         for net in archlang.compile_file(path):
             stem = net.name.removesuffix("_torchvision")
             if stem in known:
@@ -132,3 +132,50 @@ def test_torchvision_named_specs_load_torchvision_state_dicts_as_they_are(networ
         expected = reference(x)
         torch.testing.assert_close(generated(x), expected, atol=1e-4 * expected.abs().max().item(), rtol=1e-4)
     assert net.params == sum(p.numel() for p in reference.parameters())
+
+
+# ---- specs/torchvision/: every convolutional classification model of torchvision, by its name ----
+
+TV_SPECS = SPECS / "torchvision"
+# builder keyword arguments where torchvision's defaults are not the spec's model
+TV_KWARGS = {"googlenet": {"aux_logits": False, "init_weights": False},
+             "inception_v3": {"aux_logits": False, "init_weights": False}}
+# input size of the output comparison: 64 (every one of these is convolutional up to a global or
+# adaptive pool) unless the network needs more; params and MACs are always checked at full size
+TV_SIZE = {"inception_v3": 299}
+TV_SLOW_PARAMS = 50_000_000  # larger models are slow-marked (they still run in CI)
+TRANSFORMERS = {"vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14", "swin_t", "swin_s", "swin_b",
+                "swin_v2_t", "swin_v2_s", "swin_v2_b", "maxvit_t"}
+
+
+def _tv_cases():
+    cases = []
+    for path in sorted(TV_SPECS.glob("*.arch")):
+        for name, net in archlang.compile_file(path).networks.items():
+            marks = [pytest.mark.slow] if net.params > TV_SLOW_PARAMS else []
+            cases.append(pytest.param(path.name, name, marks=marks, id=name))
+    return cases
+
+
+TV_CASES = _tv_cases()
+
+
+def test_specs_torchvision_hold_every_convolutional_model_of_torchvision_by_its_name():
+    classification = set(models.list_models(module=models))
+    named = [c.values[1] for c in TV_CASES]
+    assert len(named) == len(set(named)), "a model is written twice"
+    assert set(named) <= classification, sorted(set(named) - classification)
+    missing = classification - TRANSFORMERS - set(named)
+    assert not missing, f"not written yet: {sorted(missing)}"
+    assert len(named) == 68
+
+
+@pytest.mark.parametrize(("file", "network"), TV_CASES)
+def test_torchvision_spec_is_exact(file, network):
+    """Params and MACs equal torchvision's at the full input size (on the meta device), and
+    torchvision's re-randomised weights give the same outputs (to 1e-4 of their scale)."""
+    from tests.torchvision_ref import compare
+
+    with torch.no_grad():
+        figures = compare(TV_SPECS / file, network, TV_SIZE.get(network, 64), **TV_KWARGS.get(network, {}))
+    print(network, figures)

@@ -98,8 +98,12 @@ def compare(path, network: str, size: int | None = None, builder: str | None = N
 
     net = archlang.compile_file(path, network=network)[network]
     build = getattr(models, builder or network)
-    with torch.device("meta"):
-        meta = build(weights=None, **kwargs)
+    try:
+        with torch.device("meta"):
+            meta = build(weights=None, **kwargs)
+    except NotImplementedError:  # RegNet reads a tensor's values while it builds
+        with _no_init():
+            meta = build(weights=None, **kwargs).to("meta")
     params = sum(p.numel() for p in meta.parameters())
     counter = FlopCounterMode(display=False)
     torch.backends.mha.set_fastpath_enabled(False)
@@ -109,8 +113,18 @@ def compare(path, network: str, size: int | None = None, builder: str | None = N
     assert net.params == params, f"{network}: params {net.params:,} here, {params:,} in torchvision"
     assert net.macs == macs, f"{network}: MACs {net.macs:,} here, {macs:,} in torchvision"
     torch.manual_seed(0)
-    reference = rerandomise(build(weights=None, **kwargs), seed=seed).eval()
-    generated = net.to_torch().eval()
+    if _only_bn_buffers(meta):  # every tensor gets new values below: skip the models' own init
+        reference = meta.to_empty(device="cpu")
+    else:
+        reference = build(weights=None, **kwargs)
+    reference = rerandomise(reference, seed=seed).eval()
+    with torch.device("meta"):
+        generated = net.to_torch()
+    if _only_bn_buffers(generated):
+        generated = generated.to_empty(device="cpu")
+    else:
+        generated = net.to_torch()
+    generated.eval()
     archlang.load_weights(generated, reference.state_dict())
     c, h, w = net.input_shape
     shape = (2, c, size or h, size or w)
@@ -122,6 +136,27 @@ def compare(path, network: str, size: int | None = None, builder: str | None = N
     diff = (got - expected).abs().max().item()
     torch.testing.assert_close(got, expected, atol=1e-4 * scale, rtol=1e-4)
     return {"params": params, "macs": macs, "max_abs_diff": diff, "scale": scale, "size": shape[2:]}
+
+
+class _no_init:
+    """Builds a model without running torch.nn.init (its values are replaced anyway)."""
+
+    NAMES = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "kaiming_uniform_",
+             "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "orthogonal_")
+
+    def __enter__(self):
+        self.saved = {n: getattr(nn.init, n) for n in self.NAMES}
+        for n in self.NAMES:
+            setattr(nn.init, n, lambda tensor, *a, **k: tensor)
+
+    def __exit__(self, *exc):
+        for n, f in self.saved.items():
+            setattr(nn.init, n, f)
+
+
+def _only_bn_buffers(model: nn.Module) -> bool:
+    """Whether every buffer is a BatchNorm statistic (which rerandomise and load_weights set)."""
+    return all(isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) for m in model.modules() if list(m.buffers(False)))
 
 
 if __name__ == "__main__":  # python -m tests.torchvision_ref FILE NETWORK [SIZE]

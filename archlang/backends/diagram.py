@@ -19,10 +19,13 @@ from archlang.compiler.ops import REGISTRY, describe, node_cost
 DEFAULT_DEPTH = 2
 FONT = "Helvetica"
 WS_COLOUR = "#d9822b"
+GATE_COLOUR = "#7b4ea3"  # the edge of a gate into its multiply (squeeze-and-excitation)
 BLOCK_FILL = "#f4f7fb"
 LEGEND_WS = (f'<tr><td border="1" style="dashed" color="{WS_COLOUR}" bgcolor="#fdf0e2">  Ws  </td>'
              f'<td align="left">inserted shortcut: projection or zero-pad</td></tr>')
 LEGEND_ADD = '<tr><td>+</td><td align="left">residual sum</td></tr>'
+LEGEND_GATE = (f'<tr><td bgcolor="#efe3f7"><font color="{GATE_COLOUR}">×</font></td>'
+               f'<td align="left"><font color="{GATE_COLOUR}">gate</font>: channels scaled by a broadcast factor</td></tr>')
 
 
 MAX_BOXES = 400  # a diagram drawing more is collapsed to a smaller depth, then cut in the middle
@@ -160,7 +163,10 @@ def _node_attrs(box: _Box) -> dict[str, str]:
         return {"label": f"input {_fmt(node.shape.dims)}", "shape": draw.shape, "style": "filled",
                 "fillcolor": "white"}
     if draw.compact and draw.shape == "circle":
-        return {"label": draw.text, "shape": "circle", "width": "0.3", "fixedsize": "true", "fontsize": "14"}
+        attrs = {"label": draw.text, "shape": "circle", "width": "0.3", "fixedsize": "true", "fontsize": "14"}
+        if draw.fill != "white":  # a product: filled, so a gate's multiply stands apart from a sum
+            attrs.update(style="filled", fillcolor=draw.fill, color=GATE_COLOUR)
+        return attrs
     if draw.compact:
         return {"label": draw.text, "shape": draw.shape, "style": "rounded", "height": "0.25", "fontsize": "10"}
     text = draw.text or describe(node.op, node.attrs)
@@ -251,14 +257,18 @@ def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
                 continue
             seen.add((a, b))
             shortcut = node.role.is_shortcut or ir.nodes[src].role.is_shortcut
-            g.edge(a, b, label=" " + _fmt(ir.nodes[src].shape.dims),
-                   **({"style": "dashed", "color": WS_COLOUR} if shortcut else {}))
+            gate = node.op == "_mul" and ir.nodes[src].shape != node.shape  # a broadcast factor: the gate
+            style = ({"style": "dashed", "color": WS_COLOUR} if shortcut else
+                     {"style": "bold", "color": GATE_COLOUR, "fontcolor": GATE_COLOUR} if gate else {})
+            g.edge(a, b, label=(" gate " if gate else " ") + _fmt(ir.nodes[src].shape.dims), **style)
     g.edge(ids[of_node[ir.output.id].key], out_id, label=" " + _fmt(ir.output.shape.dims))
 
-    if any(n.role.is_shortcut for n in ir.nodes):
+    gates = any(not box.scopes and box.nodes[0].op == "_mul" for box in boxes)
+    if any(n.role.is_shortcut for n in ir.nodes) or gates:
         sums = any(not box.scopes and box.nodes[0].role is Role.MERGE and REGISTRY[box.nodes[0].op].draw.text == "+"
                    for box in boxes)
-        rows = LEGEND_WS + (LEGEND_ADD if sums else "")
+        rows = (LEGEND_WS if any(n.role.is_shortcut for n in ir.nodes) else "") + (LEGEND_ADD if sums else "") \
+            + (LEGEND_GATE if gates else "")
         g.node("legend", label=f'<<table border="0" cellborder="0" cellspacing="2" cellpadding="2">{rows}</table>>',
                shape="plaintext", fontsize="9")
         g.edge(out_id, "legend", style="invis")

@@ -47,7 +47,8 @@ class _OpTarget:
         try:
             if isinstance(value, Sym):  # staged: check the value, keep the expression
                 checked = self.keys[key].check(value.value)
-                if type(checked) is not type(value.value):  # a float where a whole number goes
+                if type(checked) is not type(value.value) and not (
+                        isinstance(checked, float) and isinstance(value.value, int)):  # a float where a whole number goes
                     raise Unstageable(f"`{value}` converted from {type(value.value).__name__}")
                 return value
             return self.keys[key].check(value)

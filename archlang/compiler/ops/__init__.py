@@ -301,7 +301,11 @@ def out_size(size: int, k: int, s: int, p: int, d: int = 1, ceil: bool = False) 
     if not ceil:
         return (size + 2 * p - d * (k - 1) - 1) // s + 1
     if is_symbolic((size, k, s, p)):
-        raise symbolic.Unstageable("a ceil-mode pool's size is decided by its values")
+        # staged: ceil((size + 2p - k) / s) + 1 as a floor division; PyTorch's correction (a last
+        # window starting in the right padding is dropped) can apply only where p + s - 1 >= k
+        if is_symbolic((k, s, p)) or p + s - 1 >= d * (k - 1) + 1:
+            raise symbolic.Unstageable("a ceil-mode pool's size is decided by its values")
+        return symbolic.floordiv(size + 2 * p - d * (k - 1) - 1 + s - 1, s) + 1
     out = -(-(size + 2 * p - d * (k - 1) - 1) // s) + 1
     if (out - 1) * s >= size + p:
         out -= 1

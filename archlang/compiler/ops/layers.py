@@ -561,7 +561,7 @@ register(OpSpec(
     name="_mul", family="mul", infer=_mul_infer, multi_input=True,
     other_ops=lambda a, i, o: o.numel * (len(i) - 1),
     emit=Emit(call=lambda args, a: " * ".join(args)),
-    draw=Draw(text="×", shape="circle", compact=True),
+    draw=Draw(text="×", shape="circle", compact=True, fill="#efe3f7"),
     doc="the elementwise product of branches, broadcasting dimensions of 1 (`skip & gate`)",
     examples=(Example("skip & gap > conv1x1 2 > relu > conv1x1 8 > sigmoid"), Example("(tanh & sigmoid)", "5"),
               Example("gap & skip", "3x4x4")),
