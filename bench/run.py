@@ -132,6 +132,27 @@ def startup(repeat: int) -> list[tuple[str, float]]:
     ]
 
 
+LARGE = (("efficientnet_b7", "efficientnet.arch"), ("regnet_y_128gf", "regnet.arch"))
+
+
+def large_specs(repeat: int) -> list[tuple[str, int, int, float, float, int]]:
+    """The largest torchvision specs: (network, IR nodes, params, `archc report --depth 2` and
+    `archc render --depth 2` whole-command wall times, the report's lines)."""
+    import subprocess
+    import tempfile
+
+    rows = []
+    for name, file in LARGE:
+        path = str(SPECS / "torchvision" / file)
+        net = archlang.compile_file(path, network=name)[name]
+        report = [PY, "-m", "archlang", "report", path, "--network", name, "--depth", "2"]
+        lines = subprocess.run(report, capture_output=True, text=True, check=True).stdout.count("\n")
+        with tempfile.TemporaryDirectory() as tmp:
+            render = [PY, "-m", "archlang", "render", path, "--network", name, "-f", "svg", "-o", f"{tmp}/{name}.svg"]
+            rows.append((name, len(net.ir.nodes), net.params, wall(report, repeat), wall(render, repeat), lines))
+    return rows
+
+
 def module_speed(repeat: int) -> list[tuple[str, float, float]]:
     """(case, hand-written seconds, generated seconds), interleaved so drift hits both alike."""
     import torch
@@ -165,6 +186,18 @@ def module_speed(repeat: int) -> list[tuple[str, float, float]]:
     return cases
 
 
+def large_section(large) -> list[str]:
+    lines = ["## The largest torchvision specs", "",
+             "Whole commands, start-up included, on the two largest networks of specs/torchvision/: "
+             "`archc report FILE --network N --depth 2` (one row a stage, repeats rolled up as `×N`) and "
+             "`archc render FILE --network N -f svg` (depth 2).", "",
+             "| network | IR nodes | params | report | render | report lines |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {name} | {nodes:,} | {params:,} | {rep * 1e3:.0f} ms | {ren * 1e3:.0f} ms | {n} |"
+              for name, nodes, params, rep, ren, n in large]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
@@ -178,6 +211,8 @@ def main() -> None:
     rep, fwd, rep_in, fwd_in = report_vs_forward(repeat)
     print("start-up ...", flush=True)
     starts = startup(repeat)
+    print("the largest torchvision specs ...", flush=True)
+    large = large_specs(repeat)
     print("generated vs hand-written modules ...", flush=True)
     speed = module_speed(3 if args.quick else 7)
 
@@ -210,7 +245,9 @@ def main() -> None:
               f"{fwd_in * 1e3:.0f} ms | {fwd_in / rep_in:.1f}× |", "",
               "## Start-up", "", "| command | wall time |", "| --- | ---: |"]
     lines += [f"| `{cmd}` | {t * 1e3:.0f} ms |" for cmd, t in starts]
-    lines += ["", "`check`, `report`, `render`, `build`, `list` and `fmt` never import torch (tested).", "",
+    lines += ["", "`check`, `report`, `render`, `build`, `list` and `fmt` never import torch (tested).", ""]
+    lines += large_section(large)
+    lines += ["",
               "## Generated module against a hand-written one (CPU)", "",
               "The hand-written references are `tests/references.py` (torchvision's layout); weights "
               "copied with `archlang.load_weights`.", "",

@@ -625,9 +625,9 @@ class Gen:
     def width(self, ctx: Ctx, lo=1, hi=32, multiple_of=1):
         w = self._width(ctx, lo, hi, multiple_of)
         r = self.r
-        if r.random() < 0.06:
+        if r.random() < 0.04:
             roll = r.random()
-            if roll < 0.4:
+            if roll < 0.6:
                 w = Fn(r.choice(["max", "min"]), [w, Num(r.choice([1, 2, 8]))])
             elif roll < 0.7:
                 w = Fn(r.choice(["ceil", "floor"]), [Bin("*", w, Num(r.choice([1.0, 1.5])))])

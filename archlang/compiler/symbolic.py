@@ -253,6 +253,16 @@ def floordiv(a, b):
     return Sym._atom(atom, concrete(a) // concrete(b))
 
 
+def function(name: str, args: list):
+    """`min(a, b)` or `max(a, b)` of values some of which are Syms: an atom whose text is the
+    Python call (both are builtins, so a generated constructor computes it as the compiler did)."""
+    pick = {"min": min, "max": max}[name]
+    key = ("fn", name) + tuple(a.key if isinstance(a, Sym) else a for a in args)
+    names = frozenset().union(*(a.names for a in args if isinstance(a, Sym)))
+    text = f"{name}({', '.join(a.text if isinstance(a, Sym) else repr(a) for a in args)})"
+    return Sym._atom(_Atom(key, text, ATOM, names), pick(concrete(a) for a in args))
+
+
 def concrete(v):
     """The number a value stands for (tuples element-wise)."""
     if isinstance(v, Sym):

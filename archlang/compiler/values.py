@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from archlang.compiler.ir import TensorType
 from archlang.compiler.loader import DEFAULT_SETTINGS, Unit
+from archlang.compiler import symbolic
 from archlang.compiler.symbolic import Sym, Unstageable, concrete
 from archlang.errors import ArchError, Span, did_you_mean
 from archlang.frontend import ast
@@ -75,7 +76,9 @@ def make_divisible(v, divisor: int) -> int:
 
 def _function(f: ast.Func, args: list):
     if any(isinstance(a, Sym) for a in args):
-        # a generated constructor would need the function too; the module is specialised instead
+        if f.name in ("min", "max"):  # Python's own min and max compute it in a constructor
+            return symbolic.function(f.name, args)
+        # a constructor would need the rounding too; the module is specialised instead
         raise Unstageable(f"{f.name}() of a parameter")
     if f.name == "ceil":
         return math.ceil(args[0])
