@@ -112,3 +112,15 @@ def test_colour_only_on_a_terminal_without_no_color(capsys, monkeypatch, tmp_pat
     monkeypatch.undo()
     assert main(["check", str(bad)]) == 1
     assert "\033[" not in capsys.readouterr().err  # piped (as under pytest): never colour
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "specs" / "torchvision").glob("*.arch")), ids=lambda p: p.stem)
+def test_every_command_reads_every_torchvision_spec(path, tmp_path, capsys):
+    """check, list (which prints defaults such as `s=max(1, in.c//4)`), report --json and
+    render -f dot run on every file of specs/torchvision/ and exit 0."""
+    for argv in (["check", str(path)], ["list", str(path)], ["report", str(path), "--json"],
+                 ["render", str(path), "-f", "dot", "-o", str(tmp_path) + "/"]):
+        assert main(argv) == 0, argv
+    listing = capsys.readouterr().out
+    if path.stem == "efficientnet":
+        assert "max(1, in.c//4)" in listing

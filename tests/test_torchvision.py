@@ -22,7 +22,8 @@ if models is None:  # pragma: no cover - the Makefile installs torchvision
 
 GOOGLENET_DIFFERS = ("specs/googlenet.arch differs from torchvision on purpose (see tests/references.py): BatchNorm "
                      "eps 1e-5 where torchvision has 1e-3, and stride-2 max pools padded by one where torchvision "
-                     "uses ceil_mode=True, which the language cannot express yet")
+                     "uses ceil_mode=True; specs/torchvision/googlenet.arch is torchvision's model exactly "
+                     "(`set bn.eps = 0.001`, `maxpool3x3 /2 ceil`)")
 
 # spec file, network, torchvision builder name, keyword arguments, input size for the output comparison
 SPECS_TV = {

@@ -212,6 +212,8 @@ def value_text(v: Value) -> str:
         return v.name
     if isinstance(v, InAttr):
         return f"in.{v.attr}"
+    if isinstance(v, Func):
+        return f"{v.name}({', '.join(value_text(a) for a in v.args)})"
     left, right = value_text(v.left), value_text(v.right)
     if isinstance(v.left, BinOp) and _PRECEDENCE[v.left.op] < _PRECEDENCE[v.op]:
         left = f"({left})"
