@@ -315,3 +315,16 @@ def test_densenet_style_block_is_one_class_built_by_a_loop_that_honours_its_para
         x = torch.randn(2, 64, 16, 16)
         with torch.no_grad():
             torch.testing.assert_close(got(x), expected(x))
+
+
+def test_an_empty_repeat_before_other_calls_keeps_their_list_index():
+    """`pair x(stride-1) > pair` with stride=1: the repeat leaves an empty item 0 (names do not
+    depend on counts), so the module holds an identity there and the call stays `stage.1`, as the
+    report names it (found by the differential fuzz run)."""
+    source = ("def pair = fc 6\n\ndef stage(c, stride=1) = pair x(stride-1) > pair\n\n"
+              "network net:\n    input 4\n    pair\n    stage /1 c=8\n")
+    net = archlang.compile(source, "empty.arch")["net"]
+    names = [row["name"] for row in net.report().to_dict()["layers"] if row["params"]]
+    assert names == ["pair.fc", "stage.1.fc"]
+    assert list(net.to_torch().state_dict()) == ["pair.fc.weight", "pair.fc.bias", "stage.1.fc.weight",
+                                                 "stage.1.fc.bias"]

@@ -89,7 +89,8 @@ def compare(path, network: str, size: int | None = None, builder: str | None = N
             **kwargs) -> dict:
     """Compile `network` of the spec at `path` and hold it against torchvision's model of the same
     name (or `builder`, built with `kwargs`): parameters, MACs (FlopCounterMode / 2 at the spec's
-    input size, on the meta device), and outputs in eval mode after loading torchvision's
+    input size, on the meta device), every BatchNorm's eps and momentum and every Dropout's p (in
+    order), and outputs in eval mode after loading torchvision's
     re-randomised weights with `archlang.load_weights`, at `size` (default: the spec's own input
     size).  Returns the figures; raises AssertionError where they differ."""
     import archlang
@@ -125,6 +126,7 @@ def compare(path, network: str, size: int | None = None, builder: str | None = N
     else:
         generated = net.to_torch()
     generated.eval()
+    assert _training_settings(generated) == _training_settings(reference), f"{network}: BN/dropout settings"
     archlang.load_weights(generated, reference.state_dict())
     c, h, w = net.input_shape
     shape = (2, c, size or h, size or w)
@@ -152,6 +154,12 @@ class _no_init:
     def __exit__(self, *exc):
         for n, f in self.saved.items():
             setattr(nn.init, n, f)
+
+
+def _training_settings(model: nn.Module) -> list:
+    """What eval-mode outputs do not show: each BatchNorm's eps and momentum, each Dropout's p, in order."""
+    return [(type(m).__name__, m.eps, m.momentum) if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)
+            else ("Dropout", m.p) for m in model.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d | nn.Dropout)]
 
 
 def _only_bn_buffers(model: nn.Module) -> bool:

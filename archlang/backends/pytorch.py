@@ -62,8 +62,12 @@ class _Emitter:
     def constructor(self, scope: Scope) -> str:
         """The expression that builds the module of a block: `Basic()`, `nn.Sequential(...)`."""
         if scope.container is Container.LIST:
-            made = [self.constructor(child) if isinstance(child, Scope) else self.layer(child)
-                    for child in scope.items if not _placeholder(child)]
+            items = list(scope.items)
+            while items and _placeholder(items[-1]):
+                items.pop()
+            # an empty item before others keeps its index (`layer.1` stays `layer.1`) as an identity
+            made = ["nn.Identity()" if _placeholder(child) else
+                    self.constructor(child) if isinstance(child, Scope) else self.layer(child) for child in items]
             if len(set(made)) == 1 and len(made) > 1:
                 return f"nn.Sequential(*({made[0]} for _ in range({len(made)})))"
             return f"nn.Sequential({', '.join(made)})"

@@ -179,6 +179,16 @@ class _ToAst(Transformer):
         return ast.Setting(key.value, parsed, self._span(meta), _tok_span(self.filename, value))
 
     @v_args(meta=True)
+    def op_setting(self, meta, children):
+        key, value = children
+        span = self._span(meta)
+        if isinstance(value, ast.Name):
+            parsed = value.name  # a word such as `same`
+        else:
+            parsed = _constant(value)
+        return ast.Setting(key.value, parsed, span, value.span)
+
+    @v_args(meta=True)
     def params(self, meta, children):
         return _Params(c for c in children if c is not None)
 
@@ -358,6 +368,25 @@ class _ToAst(Transformer):
     def in_attr(self, children):
         tok = children[0]
         return ast.InAttr(tok.value[3:], _tok_span(self.filename, tok))
+
+
+def _constant(v) -> int | float:
+    """The number a setting's value expression stands for (`1-0.9997`): numbers only."""
+    if isinstance(v, ast.Num):
+        return v.value
+    if isinstance(v, ast.BinOp):
+        a, b = _constant(v.left), _constant(v.right)
+        if v.op == "+":
+            return a + b
+        if v.op == "-":
+            return a - b
+        if v.op == "*":
+            return a * b
+        if b == 0:
+            raise ArchError("division by zero", v.span)
+        return a // b
+    raise ArchError("a setting's value is a number, a word or arithmetic on numbers", v.span,
+                    hint="settings apply to the whole file (or network), where no parameter is in scope")
 
 
 def _whole(digits: str, span: Span) -> int:
