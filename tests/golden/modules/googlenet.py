@@ -9,7 +9,7 @@ from torch import nn
 
 
 class Stem(nn.Module):
-    """the line `stem` (googlenet.arch:7)"""
+    """the line `stem` (googlenet.arch:8)"""
 
     def __init__(self):
         super().__init__()
@@ -41,7 +41,7 @@ class Stem(nn.Module):
 
 
 class Branch(nn.Module):
-    """a branch (googlenet.arch:11)"""
+    """a branch (googlenet.arch:12)"""
 
     def __init__(self):
         super().__init__()
@@ -57,7 +57,7 @@ class Branch(nn.Module):
 
 
 class Branch2(nn.Module):
-    """a branch (googlenet.arch:11)"""
+    """a branch (googlenet.arch:12)"""
 
     def __init__(self):
         super().__init__()
@@ -79,7 +79,7 @@ class Branch2(nn.Module):
 
 
 class Branch3(nn.Module):
-    """a branch (googlenet.arch:11)"""
+    """a branch (googlenet.arch:12)"""
 
     def __init__(self):
         super().__init__()
@@ -101,7 +101,7 @@ class Branch3(nn.Module):
 
 
 class Branch4(nn.Module):
-    """a branch (googlenet.arch:11)"""
+    """a branch (googlenet.arch:12)"""
 
     def __init__(self):
         super().__init__()
@@ -119,7 +119,7 @@ class Branch4(nn.Module):
 
 
 class Inception(nn.Module):
-    """def inception (googlenet.arch:11)"""
+    """def inception (googlenet.arch:12)"""
 
     def __init__(self):
         super().__init__()
@@ -139,7 +139,7 @@ class Inception(nn.Module):
 
 
 class Branch5(nn.Module):
-    """a branch (googlenet.arch:12)"""
+    """a branch (googlenet.arch:13)"""
 
     def __init__(self):
         super().__init__()
@@ -155,7 +155,7 @@ class Branch5(nn.Module):
 
 
 class Branch6(nn.Module):
-    """a branch (googlenet.arch:12)"""
+    """a branch (googlenet.arch:13)"""
 
     def __init__(self):
         super().__init__()
@@ -177,7 +177,7 @@ class Branch6(nn.Module):
 
 
 class Branch7(nn.Module):
-    """a branch (googlenet.arch:12)"""
+    """a branch (googlenet.arch:13)"""
 
     def __init__(self):
         super().__init__()
@@ -199,7 +199,7 @@ class Branch7(nn.Module):
 
 
 class Branch8(nn.Module):
-    """a branch (googlenet.arch:12)"""
+    """a branch (googlenet.arch:13)"""
 
     def __init__(self):
         super().__init__()
@@ -217,7 +217,7 @@ class Branch8(nn.Module):
 
 
 class Inception2(nn.Module):
-    """def inception (googlenet.arch:12)"""
+    """def inception (googlenet.arch:13)"""
 
     def __init__(self):
         super().__init__()
@@ -237,7 +237,7 @@ class Inception2(nn.Module):
 
 
 class Branch9(nn.Module):
-    """a branch (googlenet.arch:14)"""
+    """a branch (googlenet.arch:15)"""
 
     def __init__(self):
         super().__init__()
@@ -253,7 +253,7 @@ class Branch9(nn.Module):
 
 
 class Branch10(nn.Module):
-    """a branch (googlenet.arch:14)"""
+    """a branch (googlenet.arch:15)"""
 
     def __init__(self):
         super().__init__()
@@ -275,7 +275,7 @@ class Branch10(nn.Module):
 
 
 class Branch11(nn.Module):
-    """a branch (googlenet.arch:14)"""
+    """a branch (googlenet.arch:15)"""
 
     def __init__(self):
         super().__init__()
@@ -297,7 +297,7 @@ class Branch11(nn.Module):
 
 
 class Branch12(nn.Module):
-    """a branch (googlenet.arch:14)"""
+    """a branch (googlenet.arch:15)"""
 
     def __init__(self):
         super().__init__()
@@ -315,7 +315,7 @@ class Branch12(nn.Module):
 
 
 class Inception3(nn.Module):
-    """def inception (googlenet.arch:14)"""
+    """def inception (googlenet.arch:15)"""
 
     def __init__(self):
         super().__init__()
@@ -335,7 +335,7 @@ class Inception3(nn.Module):
 
 
 class Branch13(nn.Module):
-    """a branch (googlenet.arch:15)"""
+    """a branch (googlenet.arch:16)"""
 
     def __init__(self):
         super().__init__()
@@ -351,7 +351,7 @@ class Branch13(nn.Module):
 
 
 class Branch14(nn.Module):
-    """a branch (googlenet.arch:15)"""
+    """a branch (googlenet.arch:16)"""
 
     def __init__(self):
         super().__init__()
@@ -373,7 +373,7 @@ class Branch14(nn.Module):
 
 
 class Branch15(nn.Module):
-    """a branch (googlenet.arch:15)"""
+    """a branch (googlenet.arch:16)"""
 
     def __init__(self):
         super().__init__()
@@ -395,7 +395,7 @@ class Branch15(nn.Module):
 
 
 class Branch16(nn.Module):
-    """a branch (googlenet.arch:15)"""
+    """a branch (googlenet.arch:16)"""
 
     def __init__(self):
         super().__init__()
@@ -413,7 +413,7 @@ class Branch16(nn.Module):
 
 
 class Inception4(nn.Module):
-    """def inception (googlenet.arch:15)"""
+    """def inception (googlenet.arch:16)"""
 
     def __init__(self):
         super().__init__()
@@ -433,7 +433,7 @@ class Inception4(nn.Module):
 
 
 class Branch17(nn.Module):
-    """a branch (googlenet.arch:16)"""
+    """a branch (googlenet.arch:17)"""
 
     def __init__(self):
         super().__init__()
@@ -449,7 +449,7 @@ class Branch17(nn.Module):
 
 
 class Branch18(nn.Module):
-    """a branch (googlenet.arch:16)"""
+    """a branch (googlenet.arch:17)"""
 
     def __init__(self):
         super().__init__()
@@ -471,7 +471,7 @@ class Branch18(nn.Module):
 
 
 class Inception5(nn.Module):
-    """def inception (googlenet.arch:16)"""
+    """def inception (googlenet.arch:17)"""
 
     def __init__(self):
         super().__init__()
@@ -491,7 +491,7 @@ class Inception5(nn.Module):
 
 
 class Branch19(nn.Module):
-    """a branch (googlenet.arch:17)"""
+    """a branch (googlenet.arch:18)"""
 
     def __init__(self):
         super().__init__()
@@ -507,7 +507,7 @@ class Branch19(nn.Module):
 
 
 class Branch20(nn.Module):
-    """a branch (googlenet.arch:17)"""
+    """a branch (googlenet.arch:18)"""
 
     def __init__(self):
         super().__init__()
@@ -529,7 +529,7 @@ class Branch20(nn.Module):
 
 
 class Branch21(nn.Module):
-    """a branch (googlenet.arch:17)"""
+    """a branch (googlenet.arch:18)"""
 
     def __init__(self):
         super().__init__()
@@ -551,7 +551,7 @@ class Branch21(nn.Module):
 
 
 class Inception6(nn.Module):
-    """def inception (googlenet.arch:17)"""
+    """def inception (googlenet.arch:18)"""
 
     def __init__(self):
         super().__init__()
@@ -571,7 +571,7 @@ class Inception6(nn.Module):
 
 
 class Branch22(nn.Module):
-    """a branch (googlenet.arch:18)"""
+    """a branch (googlenet.arch:19)"""
 
     def __init__(self):
         super().__init__()
@@ -587,7 +587,7 @@ class Branch22(nn.Module):
 
 
 class Branch23(nn.Module):
-    """a branch (googlenet.arch:18)"""
+    """a branch (googlenet.arch:19)"""
 
     def __init__(self):
         super().__init__()
@@ -609,7 +609,7 @@ class Branch23(nn.Module):
 
 
 class Branch24(nn.Module):
-    """a branch (googlenet.arch:18)"""
+    """a branch (googlenet.arch:19)"""
 
     def __init__(self):
         super().__init__()
@@ -631,7 +631,7 @@ class Branch24(nn.Module):
 
 
 class Branch25(nn.Module):
-    """a branch (googlenet.arch:18)"""
+    """a branch (googlenet.arch:19)"""
 
     def __init__(self):
         super().__init__()
@@ -649,7 +649,7 @@ class Branch25(nn.Module):
 
 
 class Inception7(nn.Module):
-    """def inception (googlenet.arch:18)"""
+    """def inception (googlenet.arch:19)"""
 
     def __init__(self):
         super().__init__()
@@ -669,7 +669,7 @@ class Inception7(nn.Module):
 
 
 class Branch26(nn.Module):
-    """a branch (googlenet.arch:20)"""
+    """a branch (googlenet.arch:21)"""
 
     def __init__(self):
         super().__init__()
@@ -685,7 +685,7 @@ class Branch26(nn.Module):
 
 
 class Branch27(nn.Module):
-    """a branch (googlenet.arch:20)"""
+    """a branch (googlenet.arch:21)"""
 
     def __init__(self):
         super().__init__()
@@ -707,7 +707,7 @@ class Branch27(nn.Module):
 
 
 class Branch28(nn.Module):
-    """a branch (googlenet.arch:20)"""
+    """a branch (googlenet.arch:21)"""
 
     def __init__(self):
         super().__init__()
@@ -729,7 +729,7 @@ class Branch28(nn.Module):
 
 
 class Branch29(nn.Module):
-    """a branch (googlenet.arch:20)"""
+    """a branch (googlenet.arch:21)"""
 
     def __init__(self):
         super().__init__()
@@ -747,7 +747,7 @@ class Branch29(nn.Module):
 
 
 class Inception8(nn.Module):
-    """def inception (googlenet.arch:20)"""
+    """def inception (googlenet.arch:21)"""
 
     def __init__(self):
         super().__init__()
@@ -767,7 +767,7 @@ class Inception8(nn.Module):
 
 
 class Branch30(nn.Module):
-    """a branch (googlenet.arch:21)"""
+    """a branch (googlenet.arch:22)"""
 
     def __init__(self):
         super().__init__()
@@ -783,7 +783,7 @@ class Branch30(nn.Module):
 
 
 class Branch31(nn.Module):
-    """a branch (googlenet.arch:21)"""
+    """a branch (googlenet.arch:22)"""
 
     def __init__(self):
         super().__init__()
@@ -805,7 +805,7 @@ class Branch31(nn.Module):
 
 
 class Branch32(nn.Module):
-    """a branch (googlenet.arch:21)"""
+    """a branch (googlenet.arch:22)"""
 
     def __init__(self):
         super().__init__()
@@ -827,7 +827,7 @@ class Branch32(nn.Module):
 
 
 class Inception9(nn.Module):
-    """def inception (googlenet.arch:21)"""
+    """def inception (googlenet.arch:22)"""
 
     def __init__(self):
         super().__init__()
@@ -847,7 +847,7 @@ class Inception9(nn.Module):
 
 
 class Head(nn.Module):
-    """the line `head` (googlenet.arch:22)"""
+    """the line `head` (googlenet.arch:23)"""
 
     def __init__(self, classes):
         super().__init__()
