@@ -148,3 +148,10 @@ def test_fmt_does_not_import_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "n.arch").read_text() == "network n:\n    input 4\n    dense 8\n"
+
+
+def test_a_repeat_counted_by_a_function_becomes_ascii():
+    from archlang.frontend.format import format_source
+
+    text = "network n(d=2):\n    input 4\n    relu × ceil(d*1.5) > tanh ×max(d, 1)\n"
+    assert format_source(text) == "network n(d=2):\n    input 4\n    relu x(ceil(d*1.5)) > tanh x(max(d, 1))\n"

@@ -328,3 +328,25 @@ def test_an_empty_repeat_before_other_calls_keeps_their_list_index():
     assert names == ["pair.fc", "stage.1.fc"]
     assert list(net.to_torch().state_dict()) == ["pair.fc.weight", "pair.fc.bias", "stage.1.fc.weight",
                                                  "stage.1.fc.bias"]
+
+
+@pytest.mark.parametrize("source", [
+    # a chunk whose parts or index is a parameter: forward cannot read it (specialised module)
+    "network n(g=2):\n    input 8x4x4\n    chunk g\n",
+    "def pick(i) = chunk 2 i\n\nnetwork n:\n    input 8x4x4\n    [pick 1, pick 0]\n",
+    # a def parameter named like a builtin the constructor calls (max, min)
+    "def blk(max) = conv1x1 max(max, 8)\n\nnetwork n:\n    input 3x8x8\n    blk 4\n    blk 16\n",
+    # a layer scale initialised from an integer parameter: still a float parameter
+    "network n(init=1):\n    input 4\n    layerscale init\n",
+    "def ls(v) = layerscale v\n\nnetwork n:\n    input 4x2x2\n    ls 1\n",
+], ids=["chunk-param", "chunk-def-param", "max-param", "layerscale-int", "layerscale-int-def"])
+def test_review_cases_of_the_new_ops_build_and_run(source):
+    """Programs an independent review of issue 16 found compiling to modules that failed when
+    built or run; each now builds, runs, and has the parameters and output shape compiled."""
+    net = archlang.compile(source, "review.arch")["n"]
+    module = net.to_torch().eval()
+    with torch.no_grad():
+        y = module(torch.randn(2, *net.input_shape))
+    assert tuple(y.shape) == (2, *net.output_shape)
+    assert sum(p.numel() for p in module.parameters()) == net.params
+    assert all(p.dtype == torch.float32 for p in module.parameters())

@@ -145,7 +145,7 @@ class Elaborator:
                     continue
                 if arg.required:
                     raise ArchError(f"{spec.name} needs a value for '{key}'", span,
-                                    hint=f"for example: {spec.name} 64" if key in spec.positional else None)
+                                    hint=f"for example: {spec.examples[0].text}" if key in spec.positional else None)
                 attrs[key] = arg.default
         if kernel is not None:
             if kernel[0] < 1 or kernel[1] < 1:
@@ -294,7 +294,7 @@ class Elaborator:
         found = ops.find(c.name, c.args)
         if found is None:
             if ops.lookup(c.name + "3x3"):
-                hint = f"{c.name} needs a kernel size, e.g. {c.name}3x3"
+                hint = f"{c.name} needs a kernel size: {c.name}3x3, or as a value, {c.name} ... kernel=3"
             else:
                 hint = did_you_mean(c.name, [*env.unit.defs, *ops.user_words(), "skip", *SUGAR])
             raise ArchError(f"unknown op or def '{c.name}'", c.name_span, hint=hint)

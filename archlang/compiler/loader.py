@@ -55,6 +55,9 @@ def _check_op_default(setting: ast.Setting) -> None:
         raise ArchError(f"'{op}' is not an op, so `set {setting.key}` sets nothing", setting.span,
                         hint=hint or "`set OP.ARG = VALUE` gives an argument of a built-in op a default")
     spec = found[0]
+    if op != spec.name:  # an alias (`droppath`) or a size (`conv3x3`): defaults are the op's own
+        raise ArchError(f"op defaults are set on the op itself: `set {spec.name}.{key}`, not `set {setting.key}`",
+                        setting.span, hint=f"{op} is {spec.name}" + (" with a kernel size" if found[1] else ""))
     if key not in spec.args:
         known = ", ".join(spec.args) or "none"
         raise ArchError(f"{op} has no argument '{key}'", setting.span,
@@ -63,6 +66,10 @@ def _check_op_default(setting: ast.Setting) -> None:
         spec.args[key].check(setting.value)
     except ops.ArgError as err:
         raise ArchError(f"{op}: {key} {err}", setting.value_span) from None
+    except (TypeError, ValueError):  # a word where the argument takes a number
+        raise ArchError(f"{op}: {key} takes a number, not '{setting.value}'", setting.value_span,
+                        hint="settings apply to the whole file (or network), where no parameter is in scope"
+                        ) from None
 
 
 # a file of MAX_SOURCE_BYTES characters takes at most 4 bytes a character in UTF-8

@@ -116,7 +116,7 @@ class _Scope:
             if c.name in SUGAR:
                 return  # the elaborator says it needs its branches in brackets
             if ops.lookup(c.name + "3x3"):
-                hint = f"{c.name} needs a kernel size, e.g. {c.name}3x3"
+                hint = f"{c.name} needs a kernel size: {c.name}3x3, or as a value, {c.name} ... kernel=3"
             else:
                 hint = did_you_mean(c.name, [*self.unit.defs, *ops.user_words(), "skip", *SUGAR])
             raise ArchError(f"unknown op or def '{c.name}'", c.name_span, hint=hint)

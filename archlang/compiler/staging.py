@@ -35,7 +35,7 @@ IMAGE_INPUT = ("in_c", "in_h", "in_w")
 VECTOR_INPUT = ("in_f",)
 NO_DEFAULT = object()
 # names the constructors of a generated file read, which no parameter may shadow
-_INIT_NAMES = CODE_NAMES | {"range"} | set(IMAGE_INPUT) | set(VECTOR_INPUT)
+_INIT_NAMES = CODE_NAMES | {"range", "min", "max", "float"} | set(IMAGE_INPUT) | set(VECTOR_INPUT)
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,17 @@ def _ascii_repeats(tokens: list[_Tok]) -> list[_Tok]:
                 out.append(_Tok("XREP_OPEN", "x("))
                 i += 2
                 continue
+            if nxt.kind == "FUNC_OPEN":  # `× ceil(d)` → `x(ceil(d))`
+                depth, j = 0, i + 1
+                while j < len(tokens):
+                    depth += 1 if _opens(tokens[j]) else -1 if tokens[j].text in _CLOSERS else 0
+                    if depth == 0:
+                        break
+                    j += 1
+                if j < len(tokens):
+                    out += [_Tok("XREP_OPEN", "x("), *tokens[i + 1:j + 1], _Tok("OP", ")")]
+                    i = j + 1
+                    continue
         out.append(t)
         i += 1
     return out

@@ -4,6 +4,7 @@ translation of lark's parse failures into ArchErrors that read well."""
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from functools import cache
 from pathlib import Path
@@ -186,6 +187,8 @@ class _ToAst(Transformer):
             parsed = value.name  # a word such as `same`
         else:
             parsed = _constant(value)
+            if not math.isfinite(parsed) or abs(parsed) > MAX_VALUE:
+                raise ArchError(f"this value is too large ({parsed:.3g})", value.span)
         return ast.Setting(key.value, parsed, span, value.span)
 
     @v_args(meta=True)

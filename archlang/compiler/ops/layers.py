@@ -7,6 +7,7 @@ input width) and returns the output shape."""
 from __future__ import annotations
 
 from archlang.compiler.ir import TensorType, shape
+from archlang.compiler.symbolic import Unstageable, is_symbolic
 from archlang.compiler.ops import (
     Arg,
     Draw,
@@ -294,7 +295,7 @@ def pool(name: str, cls: str, flags: dict, examples: tuple[Example, ...], doc: s
         settings={"padding": "padding"},
         other_ops=lambda a, i, o: o.numel * a["kernel"][0] * a["kernel"][1],
         label=lambda a: f"{name}{a['kernel'][0]}x{a['kernel'][1]}{_stride_text(a['stride'])}"
-                        + (" ceil" if a["ceil"] else ""),
+                        + (" ceil" if a["ceil"] else "") + ("" if a.get("include_pad", True) else " exclude_pad"),
         emit=Emit(module=_pool_module(cls)),
         draw=Draw(fill=POOL),
         doc=doc,
@@ -357,8 +358,13 @@ register(OpSpec(
     examples=(Example("gap"),),
 ))
 
+def _gmp_infer(a, ins) -> TensorType:
+    need_image("gmp", ins[0])
+    return shape(ins[0].c, 1, 1)
+
+
 register(OpSpec(
-    name="gmp", family="gmp", infer=_gap_infer, main=True,
+    name="gmp", family="gmp", infer=_gmp_infer, main=True,
     other_ops=lambda a, i, o: i[0].numel,
     emit=Emit(module=lambda a, i, o: "nn.AdaptiveMaxPool2d(1)"),
     draw=Draw(fill=POOL),
@@ -370,6 +376,8 @@ register(OpSpec(
 def _chunk_infer(a, ins) -> TensorType:
     inp = ins[0]
     n, k = a["parts"], a["index"]
+    if is_symbolic((n, k)):  # forward computes the chunk, and sees no constructor parameter
+        raise Unstageable("a chunk's parts or index given by a parameter")
     if k >= n:
         raise ShapeError(f"chunk {n} {k}: the index counts from 0, so it must be less than {n}")
     if inp.c % n:
@@ -448,7 +456,8 @@ def _layerscale_infer(a, ins) -> TensorType:
 
 def _layerscale_module(a, ins, out) -> str:
     dims = f"({a['features']}, 1, 1)" if a["image"] else f"({a['features']},)"
-    return f"nn.Parameter(torch.full({dims}, {a['init']!r}))"
+    init = f"float({a['init']})" if is_symbolic(a["init"]) else repr(float(a["init"]))  # never an integer tensor
+    return f"nn.Parameter(torch.full({dims}, {init}))"
 
 
 register(OpSpec(
