@@ -93,9 +93,10 @@ def compare(path, network: str, size: int | None = None, builder: str | None = N
     order), and outputs in eval mode after loading torchvision's
     re-randomised weights with `archlang.load_weights`, at `size` (default: the spec's own input
     size).  Returns the figures; raises AssertionError where they differ."""
-    import archlang
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
+
+    import archlang
 
     net = archlang.compile_file(path, network=network)[network]
     build = getattr(models, builder or network)
@@ -158,8 +159,9 @@ class _no_init:
 
 def _training_settings(model: nn.Module) -> list:
     """What eval-mode outputs do not show: each BatchNorm's eps and momentum, each Dropout's p, in order."""
-    return [(type(m).__name__, m.eps, m.momentum) if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)
-            else ("Dropout", m.p) for m in model.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d | nn.Dropout)]
+    kinds = nn.BatchNorm1d | nn.BatchNorm2d | nn.Dropout
+    return [("Dropout", m.p) if isinstance(m, nn.Dropout) else (type(m).__name__, m.eps, m.momentum)
+            for m in model.modules() if isinstance(m, kinds)]
 
 
 def _only_bn_buffers(model: nn.Module) -> bool:

@@ -25,7 +25,8 @@ LEGEND_WS = (f'<tr><td border="1" style="dashed" color="{WS_COLOUR}" bgcolor="#f
              f'<td align="left">inserted shortcut: projection or zero-pad</td></tr>')
 LEGEND_ADD = '<tr><td>+</td><td align="left">residual sum</td></tr>'
 LEGEND_GATE = (f'<tr><td bgcolor="#efe3f7"><font color="{GATE_COLOUR}">×</font></td>'
-               f'<td align="left"><font color="{GATE_COLOUR}">gate</font>: channels scaled by a broadcast factor</td></tr>')
+               f'<td align="left"><font color="{GATE_COLOUR}">gate</font>: '
+               'channels scaled by a broadcast factor</td></tr>')
 
 
 MAX_BOXES = 400  # a diagram drawing more is collapsed to a smaller depth, then cut in the middle

@@ -47,8 +47,9 @@ class _OpTarget:
         try:
             if isinstance(value, Sym):  # staged: check the value, keep the expression
                 checked = self.keys[key].check(value.value)
+                # a float where a whole number goes (a whole number where a float goes is fine)
                 if type(checked) is not type(value.value) and not (
-                        isinstance(checked, float) and isinstance(value.value, int)):  # a float where a whole number goes
+                        isinstance(checked, float) and isinstance(value.value, int)):
                     raise Unstageable(f"`{value}` converted from {type(value.value).__name__}")
                 return value
             return self.keys[key].check(value)

@@ -133,8 +133,8 @@ class Elaborator:
         attrs = dict(given)
         if "kernel" in attrs:  # `conv c kernel=k`
             if kernel is not None:
-                raise ArchError(f"{spec.name}{kernel[0]}x{kernel[1]} already has a kernel size; drop kernel= or the size",
-                                span)
+                raise ArchError(f"{spec.name}{kernel[0]}x{kernel[1]} already has a kernel size; "
+                                "drop kernel= or the size", span)
             k = attrs.pop("kernel")
             kernel = (k, k)
         for key, arg in spec.args.items():
@@ -305,7 +305,7 @@ class Elaborator:
         for name, _span in env.calls:
             if name == d.name:
                 hint = None
-                if ops.lookup(d.name) or ops.find(d.name, [ast.Keyword("kernel", ast.Num(1, c.span), c.span)]):
+                if ops.lookup(d.name) or ops.bare_kernel_op(d.name):
                     hint = (f"a def cannot take the name of the op it calls; to change the op's defaults in this "
                             f"file, write `set {d.name}.ARG = VALUE` (for example `set bn.eps = 0.001`)")
                 raise ArchError(f"def {d.name} calls itself (recursion is not allowed)", c.span, hint=hint)

@@ -49,7 +49,8 @@ def _check_op_default(setting: ast.Setting) -> None:
     from archlang.compiler import ops
 
     op, key = setting.key.split(".")
-    found = ops.lookup(op) or ops.find(op, [ast.Keyword("kernel", ast.Num(1, setting.span), setting.span)])
+    bare = ops.bare_kernel_op(op)
+    found = ops.lookup(op) or ((bare, None) if bare else None)
     if found is None:
         hint = did_you_mean(op, ops.user_words())
         raise ArchError(f"'{op}' is not an op, so `set {setting.key}` sets nothing", setting.span,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from archlang.compiler import symbolic
 from archlang.compiler.ir import TensorType
 from archlang.compiler.loader import DEFAULT_SETTINGS, Unit
-from archlang.compiler import symbolic
 from archlang.compiler.symbolic import Sym, Unstageable, concrete
 from archlang.errors import ArchError, Span, did_you_mean
 from archlang.frontend import ast

@@ -205,13 +205,19 @@ def _lookup(word: str) -> tuple[OpSpec, tuple[int, int] | None] | None:
     return None
 
 
+def bare_kernel_op(word: str) -> OpSpec | None:
+    """The kernel op a word names without its size (`conv`, `maxpool`), if it does."""
+    spec = _BY_NAME.get(word)
+    return spec if spec is not None and spec.kernel and not spec.structural else None
+
+
 def find(word: str, args=()) -> tuple[OpSpec, tuple[int, int] | None] | None:
     """The op a call names: as `lookup`, and also a kernel op named without its size when the
     call gives the size as a value (`conv c kernel=k`): then (spec, None)."""
     found = lookup(word)
     if found is None and any(getattr(a, "key", None) == "kernel" for a in args):
-        spec = _BY_NAME.get(word)
-        if spec is not None and spec.kernel and not spec.structural:
+        spec = bare_kernel_op(word)
+        if spec is not None:
             return spec, None
     return found
 

@@ -7,7 +7,6 @@ input width) and returns the output shape."""
 from __future__ import annotations
 
 from archlang.compiler.ir import TensorType, shape
-from archlang.compiler.symbolic import Unstageable, is_symbolic
 from archlang.compiler.ops import (
     Arg,
     Draw,
@@ -27,6 +26,7 @@ from archlang.compiler.ops import (
     subsample_stride,
     switch,
 )
+from archlang.compiler.symbolic import Unstageable, is_symbolic
 
 # diagram fills by kind: muted colours that print well
 CONV, DENSE, NORM, POOL, ACT, PLAIN = "#dbe8f6", "#e6def5", "#eeeeee", "#fbe3d6", "#e1f0dc", "#f5f5f5"
@@ -279,17 +279,17 @@ def _pool_module(cls: str):
         extra = _kwargs(stride=stride if stride != _pair(a["kernel"]) else None,
                         padding=_pair(a["padding"]) if a["padding"] != (0, 0) else None,
                         ceil_mode=True if a["ceil"] else None,
-                        count_include_pad=False if not a.get("include_pad", True) else None)
+                        count_include_pad=False if not a.get("include_pad", True) else None)  # avgpool only
         return f"nn.{cls}({_pair(a['kernel'])!r}{extra})"
 
     return emit
 
 
-def pool(name: str, cls: str, flags: dict, examples: tuple[Example, ...], doc: str) -> OpSpec:
+def pool(name: str, cls: str, args: dict, flags: dict, examples: tuple[Example, ...], doc: str) -> OpSpec:
     return register(OpSpec(
         name=name, family=name, kernel=True, infer=_pool_infer(name), main=True,
         args={"stride": Arg(positive_int), "padding": Arg(padding_value), "ceil": Arg(switch, False),
-              **({"include_pad": Arg(switch, True)} if flags else {})},
+              **args},
         flags={"same": ("padding", "same"), "valid": ("padding", "valid"), "ceil": ("ceil", True),
                "floor": ("ceil", False), **flags},
         settings={"padding": "padding"},
@@ -305,8 +305,8 @@ def pool(name: str, cls: str, flags: dict, examples: tuple[Example, ...], doc: s
     ))
 
 
-pool("maxpool", "MaxPool2d", {}, (), "MaxPool2d; `ceil` rounds the output size up (ceil_mode=True)")
-pool("avgpool", "AvgPool2d", {"exclude_pad": ("include_pad", False)},
+pool("maxpool", "MaxPool2d", {}, {}, (), "MaxPool2d; `ceil` rounds the output size up (ceil_mode=True)")
+pool("avgpool", "AvgPool2d", {"include_pad": Arg(switch, True)}, {"exclude_pad": ("include_pad", False)},
      (Example("avgpool3x3 /1 same exclude_pad"),),
      "AvgPool2d; `ceil` as for maxpool, `exclude_pad` leaves padding out of the mean (count_include_pad=False)")
 
@@ -440,8 +440,8 @@ register(OpSpec(
     macs=lambda a, i, o: a["in_f"] * a["out"] * o.h * o.w,
     other_ops=lambda a, i, o: o.numel if a["bias"] else 0,
     label=lambda a: f"pointwise {a['out']}",
-    emit=Emit(module=lambda a, i, o: f"PointwiseLinear({a['in_f']}, {a['out']}{', bias=False' if not a['bias'] else ''})",
-              helper=POINTWISE_CLASS),
+    emit=Emit(module=lambda a, i, o: f"PointwiseLinear({a['in_f']}, {a['out']}"
+                                     f"{', bias=False' if not a['bias'] else ''})", helper=POINTWISE_CLASS),
     draw=Draw(fill=DENSE),
     doc="a Linear over channels at every position, CxHxW → out×H×W (ConvNeXt's pwconv: weights [out, in])",
     examples=(Example("pointwise 16"), Example("pointwise 4 nobias", "8x2x3")),
