@@ -93,8 +93,6 @@ class _Emitter:
         self.imports.update(emit.imports)
         if emit.module is None:  # pragma: no cover - only blocks of layers are lists of nodes
             raise InternalError(f"op '{node.op}' is no module, so it cannot be an item of a list")
-        if emit.apply is not None:
-            self.imports.update(emit.imports)
         if emit.helper:
             self.helpers[emit.helper] = None
         return emit.module(node.attrs, node.in_shapes, node.shape)

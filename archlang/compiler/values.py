@@ -49,16 +49,9 @@ def evaluate(v: ast.Value, env: Env) -> int | float:
         result = _function(v, [evaluate(a, env) for a in v.args])
     else:
         left, right = evaluate(v.left, env), evaluate(v.right, env)
-        if v.op == "+":
-            result = left + right
-        elif v.op == "-":
-            result = left - right
-        elif v.op == "*":
-            result = left * right
-        else:
-            if concrete(right) == 0:
-                raise ArchError("division by zero", v.span)
-            result = left // right
+        if v.op == "//" and concrete(right) == 0:
+            raise ArchError("division by zero", v.span)
+        result = ast.apply_op(v.op, left, right)
     if isinstance(result, float) and result != result:  # NaN
         raise ArchError("this value is not a number", v.span)
     if abs(result) > MAX_VALUE:

@@ -204,6 +204,17 @@ class File:
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2}
 
 
+def apply_op(op: str, left, right):
+    """`left op right` for a BinOp's operator (the caller rules out a division by zero)."""
+    if op == "+":
+        return left + right
+    if op == "-":
+        return left - right
+    if op == "*":
+        return left * right
+    return left // right
+
+
 def value_text(v: Value) -> str:
     """A value expression as source text: `in.c*2`, `(n-1)//2`, `1e-05`."""
     if isinstance(v, Num):

@@ -379,15 +379,9 @@ def _constant(v) -> int | float:
         return v.value
     if isinstance(v, ast.BinOp):
         a, b = _constant(v.left), _constant(v.right)
-        if v.op == "+":
-            return a + b
-        if v.op == "-":
-            return a - b
-        if v.op == "*":
-            return a * b
-        if b == 0:
+        if v.op == "//" and b == 0:
             raise ArchError("division by zero", v.span)
-        return a // b
+        return ast.apply_op(v.op, a, b)
     raise ArchError("a setting's value is a number, a word or arithmetic on numbers", v.span,
                     hint="settings apply to the whole file (or network), where no parameter is in scope")
 

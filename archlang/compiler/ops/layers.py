@@ -228,14 +228,15 @@ def _layernorm_infer(a, ins) -> TensorType:
     return ins[0]
 
 
-LAYERNORM_CLASS = '''
+def _channels_last(name: str, base: str, doc: str) -> str:
+    """The source of a subclass of `base` applied over the channels at each position of an
+    N x C x H x W tensor: permuted to channels-last around the base's own forward."""
+    return (f"\n\nclass {name}({base}):\n    \"\"\"{doc}\"\"\"\n\n    def forward(self, x):\n"
+            "        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)\n")
 
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels at each position of an N x C x H x W tensor."""
 
-    def forward(self, x):
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-'''
+LAYERNORM_CLASS = _channels_last("LayerNorm2d", "nn.LayerNorm",
+                                 "LayerNorm over the channels at each position of an N x C x H x W tensor.")
 
 
 def _layernorm_module(a, ins, out) -> str:
@@ -344,33 +345,23 @@ adaptive("adaptive_maxpool", "AdaptiveMaxPool2d", "AdaptiveMaxPool2d to SIZE x S
 # ---- reshaping ----
 
 
-def _gap_infer(a, ins) -> TensorType:
-    need_image("gap", ins[0])
-    return shape(ins[0].c, 1, 1)
+def global_pool(name: str, cls: str, doc: str) -> OpSpec:
+    def infer(a, ins) -> TensorType:
+        need_image(name, ins[0])
+        return shape(ins[0].c, 1, 1)
+
+    return register(OpSpec(
+        name=name, family=name, infer=infer, main=True,
+        other_ops=lambda a, i, o: i[0].numel,
+        emit=Emit(module=lambda a, i, o: f"nn.{cls}(1)"),
+        draw=Draw(fill=POOL),
+        doc=doc,
+        examples=(Example(name),),
+    ))
 
 
-register(OpSpec(
-    name="gap", family="gap", infer=_gap_infer, main=True,
-    other_ops=lambda a, i, o: i[0].numel,
-    emit=Emit(module=lambda a, i, o: "nn.AdaptiveAvgPool2d(1)"),
-    draw=Draw(fill=POOL),
-    doc="global average pool, CxHxW → Cx1x1",
-    examples=(Example("gap"),),
-))
-
-def _gmp_infer(a, ins) -> TensorType:
-    need_image("gmp", ins[0])
-    return shape(ins[0].c, 1, 1)
-
-
-register(OpSpec(
-    name="gmp", family="gmp", infer=_gmp_infer, main=True,
-    other_ops=lambda a, i, o: i[0].numel,
-    emit=Emit(module=lambda a, i, o: "nn.AdaptiveMaxPool2d(1)"),
-    draw=Draw(fill=POOL),
-    doc="global max pool, CxHxW → Cx1x1",
-    examples=(Example("gmp"),),
-))
+global_pool("gap", "AdaptiveAvgPool2d", "global average pool, CxHxW → Cx1x1")
+global_pool("gmp", "AdaptiveMaxPool2d", "global max pool, CxHxW → Cx1x1")
 
 
 def _chunk_infer(a, ins) -> TensorType:
@@ -422,14 +413,9 @@ def _pointwise_infer(a, ins) -> TensorType:
     return shape(a["out"], inp.h, inp.w)
 
 
-POINTWISE_CLASS = '''
-
-class PointwiseLinear(nn.Linear):
-    """A Linear over the channels at each position of an N x C x H x W tensor (weights [out, in])."""
-
-    def forward(self, x):
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-'''
+POINTWISE_CLASS = _channels_last(
+    "PointwiseLinear", "nn.Linear",
+    "A Linear over the channels at each position of an N x C x H x W tensor (weights [out, in]).")
 
 register(OpSpec(
     name="pointwise", family="fc", infer=_pointwise_infer, main=True, positional=("out",),
