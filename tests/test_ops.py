@@ -10,6 +10,7 @@ import archlang
 from archlang.compiler.ops import REGISTRY
 
 torch = pytest.importorskip("torch")
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 CASES = [(spec.name, i, ex) for spec in REGISTRY.values() for i, ex in enumerate(spec.examples)]
@@ -28,10 +29,22 @@ def test_example_agrees_with_torch(op, index, example):
     module = net.to_torch().eval()
     torch.manual_seed(index)
     x = torch.randn(2, *net.input_shape)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        y = module(x)
+    # attention counted on the plain path: the fused ones hide their matmuls from the counter
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+            y = module(x)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     assert tuple(y.shape) == (2, *net.output_shape)
     assert sum(p.numel() for p in module.parameters()) == net.params
     assert sum(b.numel() for b in module.buffers()) == net.buffers
     assert counter.get_total_flops() == 2 * 2 * net.macs  # batch 2, FLOPs = 2 x MACs
     assert torch.isfinite(y).all()
+    spec = REGISTRY[op]
+    if spec.breakdown is not None:  # the named parts of the MACs add up to them
+        for node in net.ir.nodes:
+            if node.op == op:
+                parts = spec.breakdown(node.attrs, node.in_shapes, node.shape)
+                assert sum(m for _, m in parts) == spec.macs(node.attrs, node.in_shapes, node.shape)

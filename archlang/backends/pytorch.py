@@ -93,7 +93,7 @@ class _Emitter:
         self.imports.update(emit.imports)
         if emit.module is None:  # pragma: no cover - only blocks of layers are lists of nodes
             raise InternalError(f"op '{node.op}' is no module, so it cannot be an item of a list")
-        if emit.helper:
+        if emit.helper and (emit.needs_helper is None or emit.needs_helper(node.attrs)):
             self.helpers[emit.helper] = None
         return emit.module(node.attrs, node.in_shapes, node.shape)
 
@@ -152,6 +152,9 @@ class _Emitter:
                 elif emit.apply is not None:  # a parameter of this block (a layer scale)
                     steps.append((item.id, list(item.inputs), lambda a, e=emit, n=item: e.apply(a[0], f"self.{n.name}"),
                                   item.shape))
+                elif emit.forward is not None:  # a module called with more than its input (attention)
+                    steps.append((item.id, list(item.inputs),
+                                  lambda a, e=emit, n=item: e.forward(a[0], f"self.{n.name}"), item.shape))
                 else:
                     steps.append((item.id, list(item.inputs), lambda a, n=item: f"self.{n.name}({a[0]})", item.shape))
         uses: dict[int, list[int]] = {}

@@ -43,6 +43,7 @@ class Row:
     ws: bool = False  # an inserted Ws projection, or a block holding one
     pad: bool = False  # a zero-pad shortcut (option A), or a block holding one
     layers: int = 0
+    parts: dict[str, int] = field(default_factory=dict)  # MACs by named part (attention's matmuls)
 
     @property
     def marks(self) -> str:
@@ -58,6 +59,10 @@ class Row:
         self.buffers += c.buffers
         self.macs += c.macs
         self.other_ops += c.other_ops
+        spec = REGISTRY[node.op]
+        if spec.breakdown is not None:
+            for part, macs in spec.breakdown(node.attrs, node.in_shapes, node.shape):
+                self.parts[part] = self.parts.get(part, 0) + macs
         if not REGISTRY[node.op].view and node.role is not Role.INPUT:
             self.activations += node.shape.numel
         self.ws = self.ws or node.role is Role.PROJECTION
@@ -66,9 +71,16 @@ class Row:
         self.shape = node.shape.dims
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "op": self.op, "kind": self.kind, "shape": list(self.shape),
-                "params": self.params, "buffers": self.buffers, "macs": self.macs, "other_ops": self.other_ops,
-                "activation_bytes": self.activation_bytes, "ws": self.ws, "pad": self.pad, "layers": self.layers}
+        row = {"name": self.name, "op": self.op, "kind": self.kind, "shape": list(self.shape),
+               "params": self.params, "buffers": self.buffers, "macs": self.macs, "other_ops": self.other_ops,
+               "activation_bytes": self.activation_bytes, "ws": self.ws, "pad": self.pad, "layers": self.layers}
+        if self.parts:
+            row["parts"] = dict(self.parts)
+        return row
+
+    def part_cells(self) -> list[list[str]]:
+        """The sub-rows of a row whose MACs have named parts: `  · q·kᵀ` and its MACs."""
+        return [["", f"  · {part}", "", "", f"{macs:,}", "", ""] for part, macs in self.parts.items()]
 
 
 @dataclass
@@ -97,6 +109,7 @@ class Report:
             "params": t.params, "buffers": t.buffers, "macs": t.macs, "flops": self.flops,
             "other_ops": t.other_ops, "activation_bytes": t.activation_bytes,
             "projections": self.projections, "pad_shortcuts": self.pad_shortcuts, "depth": self.depth,
+            **({"parts": dict(t.parts)} if t.parts else {}),
             "convention": " ".join(CONVENTION),
             "layers": [r.to_dict() for r in self.rows],
         }
@@ -126,10 +139,12 @@ class Report:
             lines.append(f"Ws projections: {', '.join(self.projections)}")
         if self.pad_shortcuts:
             lines.append(f"zero-pad shortcuts: {', '.join(self.pad_shortcuts)}")
+        if t.parts:
+            lines.append("of the MACs: " + ", ".join(f"{part} {macs:,}" for part, macs in t.parts.items()))
         return lines
 
     def to_text(self) -> str:
-        body = [self._cells(r, True) for r in self.rows]
+        body = [cells for r in self.rows for cells in (self._cells(r, True), *r.part_cells())]
         total = ["total", "", "", f"{self.total.params:,}", f"{self.total.macs:,}", f"{self.total.other_ops:,}",
                  _bytes(self.total.activation_bytes)]
         (head, *lines, foot), rule = _aligned([self.HEADER, *body, total])
@@ -144,7 +159,10 @@ class Report:
         out = [f"# {self.network}", ""] + [f"- {line}" for line in self._summary()[1:]] + [
             f"- input {_shape(self.input_shape)}, output {_shape(self.output_shape)}", "",
             md(self.HEADER), "| " + " | ".join(["---", "---", "---", "---:", "---:", "---:", "---:"]) + " |"]
-        out += [md([f"`{c[0]}`", *c[1:]]) for c in (self._cells(r, True) for r in self.rows)]
+        for r in self.rows:
+            c = self._cells(r, True)
+            out.append(md([f"`{c[0]}`", *c[1:]]))
+            out += [md(cells) for cells in r.part_cells()]
         out.append(md(["**total**", "", "", f"**{t.params:,}**", f"**{t.macs:,}**", f"**{t.other_ops:,}**",
                        f"**{_bytes(t.activation_bytes)}**"]))
         out += [""] + [f"{line}  " for line in CONVENTION]

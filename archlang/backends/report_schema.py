@@ -30,6 +30,9 @@ class LayerRow(_Strict):
     ws: bool = Field(description="an inserted Ws projection, or a block holding one")
     pad: bool = Field(description="an inserted zero-pad shortcut, or a block holding one")
     layers: NonNegativeInt = Field(description="IR nodes the row sums (0 for the input)")
+    parts: dict[str, NonNegativeInt] | None = Field(
+        None, description="the row's MACs by named part, where an op states them (attention: q, k, v "
+                          "projections, q·kᵀ, attention·v, output projection); absent otherwise")
 
 
 class NetworkReport(_Strict):
@@ -48,6 +51,7 @@ class NetworkReport(_Strict):
     projections: list[str] = Field(description="blocks holding an inserted Ws projection")
     pad_shortcuts: list[str] = Field(description="blocks holding an inserted zero-pad shortcut")
     depth: NonNegativeInt | None = Field(description="the roll-up depth; null: every layer")
+    parts: dict[str, NonNegativeInt] | None = Field(None, description="the total MACs by named part (attention)")
     convention: str
     layers: list[LayerRow]
 

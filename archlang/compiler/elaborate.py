@@ -155,7 +155,7 @@ class Elaborator:
             if attrs.get(key) is None:
                 value = env.setting(setting)
                 attrs[key] = BIAS_SETTING[value] if setting == "bias" else value
-        if spec.flatten_input and not x.shape.is_vector:
+        if spec.flatten_input and x.shape.is_image:
             flatten = ops.REGISTRY["flatten"]
             x = self.node(flatten.name, {}, [x], flatten.infer({}, [x.shape]), span, scope,
                           role=Role.IMPLICIT, note=f"implicit flatten before {spec.name}")

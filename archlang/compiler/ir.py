@@ -22,18 +22,38 @@ class Layout(StrEnum):
 
     IMAGE = "CxHxW"
     VECTOR = "F"
+    TOKENS = "SxD"  # a sequence of S tokens of D features (N x S x D in PyTorch)
+    GRID = "HxWxC"  # an image with channels last (N x H x W x C: Swin's layout)
 
     @property
     def noun(self) -> str:
-        return {Layout.IMAGE: "an image", Layout.VECTOR: "a vector"}[self]
+        return {Layout.IMAGE: "an image", Layout.VECTOR: "a vector", Layout.TOKENS: "a token sequence",
+                Layout.GRID: "a channels-last image"}[self]
+
+    @property
+    def the(self) -> str:
+        """How messages name a tensor of the layout: `the feature vector 10`."""
+        return {Layout.VECTOR: "the feature vector", Layout.TOKENS: "the token sequence (SxD)",
+                Layout.GRID: "the channels-last image (HxWxC)", Layout.IMAGE: "the image (CxHxW)"}[self]
+
+    @property
+    def channel_axis(self) -> int:
+        """The axis of the features/channels in one sample's dims (the batch not counted)."""
+        return 0 if self in (Layout.IMAGE, Layout.VECTOR) else -1
+
+    @property
+    def spatial(self) -> bool:
+        """Has a height and a width."""
+        return self in (Layout.IMAGE, Layout.GRID)
 
 
-_LAYOUT_OF_RANK = {3: Layout.IMAGE, 1: Layout.VECTOR}
+_LAYOUT_OF_RANK = {3: Layout.IMAGE, 1: Layout.VECTOR, 2: Layout.TOKENS}
 
 
 @dataclass(frozen=True, slots=True)
 class TensorType:
-    """The shape of one sample and its layout: (C, H, W) images or (F,) feature vectors."""
+    """The shape of one sample and its layout: (C, H, W) images, (F,) feature vectors, (S, D)
+    token sequences or (H, W, C) channels-last images.  `c` is always the features/channels."""
 
     dims: tuple[int, ...]
     layout: Layout = None  # type: ignore[assignment]  # derived from the rank when not given
@@ -50,15 +70,30 @@ class TensorType:
 
     @property
     def c(self) -> int:
-        return self.dims[0]
+        return self.dims[self.layout.channel_axis]
 
     @property
     def h(self) -> int:
-        return self.dims[1]
+        return self.dims[0 if self.layout is Layout.GRID else 1]
 
     @property
     def w(self) -> int:
-        return self.dims[2]
+        return self.dims[1 if self.layout is Layout.GRID else 2]
+
+    @property
+    def s(self) -> int:
+        """A token sequence's length."""
+        return self.dims[0]
+
+    @property
+    def is_image(self) -> bool:
+        return self.layout is Layout.IMAGE
+
+    def with_c(self, c) -> TensorType:
+        """The same shape with `c` channels/features."""
+        dims = list(self.dims)
+        dims[self.layout.channel_axis] = c
+        return TensorType(tuple(dims), self.layout)
 
     @property
     def numel(self) -> int:

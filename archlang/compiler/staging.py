@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from archlang.compiler.elaborate import Elaborator
-from archlang.compiler.ir import NetworkIR, Scope, TensorType
+from archlang.compiler.ir import Layout, NetworkIR, Scope, TensorType
 from archlang.compiler.ops import REGISTRY
 from archlang.compiler.passes.bias import resolve_bias
 from archlang.compiler.passes.hoist import hoist
@@ -140,6 +140,8 @@ class Stager:
         found = self.bodies.get(key)
         if found is not None:
             return found
+        if inp.layout not in (Layout.IMAGE, Layout.VECTOR):
+            raise Unstageable(f"a def called on {inp.layout.noun}")
         inputs = VECTOR_INPUT if inp.is_vector else IMAGE_INPUT
         py = python_names([p.name for p in d.params], self.reserved)
         leaves = {p.name: Sym.leaf(py[p.name], concrete(info.args[p.name])) for p in d.params}

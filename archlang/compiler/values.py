@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from archlang.compiler import symbolic
-from archlang.compiler.ir import TensorType
+from archlang.compiler.ir import Layout, TensorType
 from archlang.compiler.loader import DEFAULT_SETTINGS, Unit
 from archlang.compiler.symbolic import Sym, Unstageable, concrete
 from archlang.errors import ArchError, Span, did_you_mean
@@ -119,13 +119,13 @@ def _params_hint(env: Env) -> str:
 
 
 def _in_attr(v: ast.InAttr, env: Env) -> int:
-    if v.attr not in ("c", "h", "w"):
-        raise ArchError(f"'in' has c, h and w, not '{v.attr}'", v.span)
+    if v.attr not in ("c", "h", "w", "s"):
+        raise ArchError(f"'in' has c, h, w and s, not '{v.attr}'", v.span)
     inp = env.inp
     if inp is None:
         raise ArchError("'in' is not defined here", v.span, hint="in.c means the width entering a call or line")
-    if inp.is_vector:
-        if v.attr != "c":
-            raise ArchError(f"in.{v.attr} is undefined: the input here is the feature vector {inp}", v.span)
-        return inp.c
-    return {"c": inp.c, "h": inp.h, "w": inp.w}[v.attr]
+    has = {Layout.VECTOR: "c", Layout.TOKENS: "cs", Layout.IMAGE: "chw", Layout.GRID: "chw"}[inp.layout]
+    if v.attr not in has:
+        raise ArchError(f"in.{v.attr} is undefined: the input here is {inp.layout.the} {inp}", v.span,
+                        hint=f"it has {', '.join('in.' + a for a in has)}")
+    return getattr(inp, v.attr)

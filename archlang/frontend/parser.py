@@ -241,10 +241,10 @@ class _ToAst(Transformer):
             raise ArchError("an input shape is made of whole numbers", span,
                             hint="write C×H×W as 3x224x224, or a feature count as 128")
         dims = tuple(_whole(d, span) for d in tok.value.split("x"))
-        if len(dims) not in (1, 3):
+        if len(dims) not in (1, 2, 3):
             raise ArchError(
-                f"an input shape is CxHxW or a feature count, not {len(dims)} dimensions",
-                span, hint="the batch dimension is implicit: write 3x224x224, or 128")
+                f"an input shape is CxHxW, SxD (tokens) or a feature count, not {len(dims)} dimensions",
+                span, hint="the batch dimension is implicit: write 3x224x224, 197x768 or 128")
         if any(d < 1 for d in dims):
             raise ArchError("every input dimension must be at least 1", span)
         if any(d > MAX_VALUE for d in dims):

@@ -97,11 +97,16 @@ def _project_image(el: Elaborator, x: Val, target: TensorType, span: Span, ws: S
     return el.apply(ops.REGISTRY["bn"], None, {}, y, span, ws, env, role=Role.PROJECTION)
 
 
-def _project_vector(el: Elaborator, x: Val, target: TensorType, span: Span, ws: Scope, env: Env) -> Val:
-    """Ws on vectors: a Linear without bias."""
+def _project_features(el: Elaborator, x: Val, target: TensorType, span: Span, ws: Scope, env: Env) -> Val:
+    """Ws on vectors, tokens and channels-last images: a Linear without bias (of each token or
+    position: the lengths or sizes must agree already)."""
+    if x.shape.with_c(0) != target.with_c(0):
+        raise ArchError(f"cannot project the skip from {x.shape} to {target}: a projection changes only the "
+                        "features", span)
     return el.apply(ops.REGISTRY["dense"], None, {"out": target.c, "bias": False}, x, span, ws, env,
                     role=Role.PROJECTION)
 
 
 # the projection rule of each layout
-PROJECTIONS: dict[Layout, Callable[..., Val]] = {Layout.IMAGE: _project_image, Layout.VECTOR: _project_vector}
+PROJECTIONS: dict[Layout, Callable[..., Val]] = {Layout.IMAGE: _project_image, Layout.VECTOR: _project_features,
+                                                 Layout.TOKENS: _project_features, Layout.GRID: _project_features}

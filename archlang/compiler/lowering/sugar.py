@@ -47,8 +47,9 @@ def _inception(el: Elaborator, b: ast.BracketCall, x: Val, env: Env, scope: Scop
             use_bn = True
             continue
         raise ArchError("inception takes only the flag bn after its branches", arg.span)
-    if x.shape.is_vector:
-        raise ArchError(f"inception needs a CxHxW input, but gets the feature vector {x.shape}", b.span)
+    if not x.shape.is_image:
+        raise ArchError(f"inception needs a CxHxW input, but gets {x.shape.layout.the} {x.shape}",
+                        b.span)
     sub = el.open_scope(ScopeKind.CALL, b.span, scope, def_name="inception")
     vals = [_branch(el, item, x, env, el.open_scope(ScopeKind.BRANCH, item.span, sub), use_bn) for item in b.items]
     return el.concat_of(vals, list(b.items), b.span, sub)

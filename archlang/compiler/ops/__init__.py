@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archlang.compiler import symbolic
-from archlang.compiler.ir import Node, TensorType
+from archlang.compiler.ir import Layout, Node, TensorType
 from archlang.compiler.symbolic import is_symbolic
 
 
@@ -67,10 +67,14 @@ class Emit:
     module: Callable[[Attrs, Inputs, TensorType], str] | None = None
     call: Callable[[list[str], Attrs], str] | None = None
     helper: str | None = None
+    needs_helper: Callable[[Attrs], bool] | None = None  # whether a node uses `helper` (None: always)
     imports: tuple[str, ...] = ()
     # a `module` that is an nn.Parameter of the block (a layer scale): how forward uses it, given
     # the input's variable and the attribute (`x * self.layer_scale`)
     apply: Callable[[str, str], str] | None = None
+    # a `module` called other than as `attr(x)`: the forward expression, given the input's variable
+    # and the attribute (`self.attn(x, x, x, need_weights=False)[0]`)
+    forward: Callable[[str, str], str] | None = None
 
     def __post_init__(self) -> None:
         assert (self.module is None) != (self.call is None), "an op is emitted as a module or as a call"
@@ -124,6 +128,9 @@ class OpSpec:
     other_ops: Count = _zero
     # how reports and diagrams show one node: `conv3x3 128 /2`; None: the op's name
     label: Callable[[Attrs], str] | None = None
+    # the MACs split into named parts, shown as sub-rows of the report (attention: the q, k, v
+    # projections, q·kᵀ, attention·v and the output projection); they sum to `macs`
+    breakdown: Callable[[Attrs, Inputs, TensorType], list[tuple[str, int]]] | None = None
 
     @property
     def structural(self) -> bool:
@@ -296,8 +303,19 @@ def padding_value(value):
 
 
 def need_image(op: str, inp: TensorType) -> None:
-    if inp.is_vector:
-        raise ShapeError(f"{op} needs a CxHxW input, but gets the feature vector {inp}")
+    if not inp.is_image:
+        hint = ""
+        if inp.layout is Layout.GRID:
+            hint = "; `channels_first` turns it back into CxHxW"
+        elif inp.layout is Layout.TOKENS:
+            hint = "; token ops are dense, layernorm, mha and the elementwise ones"
+        raise ShapeError(f"{op} needs a CxHxW input, but gets {inp.layout.the} {inp}{hint}")
+
+
+def need_layout(op: str, inp: TensorType, *layouts: Layout) -> None:
+    if inp.layout not in layouts:
+        wanted = " or ".join(layout.value for layout in layouts)
+        raise ShapeError(f"{op} needs a {wanted} input, but gets {inp.layout.the} {inp}")
 
 
 def out_size(size: int, k: int, s: int, p: int, d: int = 1, ceil: bool = False) -> int:
@@ -355,3 +373,4 @@ def subsample_stride(inp: TensorType, target) -> int:
 
 # Importing the op modules registers them.
 from archlang.compiler.ops import layers as _layers  # noqa: E402,F401
+from archlang.compiler.ops import tokens as _tokens  # noqa: E402,F401

@@ -6,7 +6,7 @@ input width) and returns the output shape."""
 
 from __future__ import annotations
 
-from archlang.compiler.ir import TensorType, shape
+from archlang.compiler.ir import Layout, TensorType, shape
 from archlang.compiler.ops import (
     Arg,
     Draw,
@@ -116,10 +116,15 @@ register(OpSpec(
 
 def _dense_infer(a, ins) -> TensorType:
     inp = ins[0]
-    if not inp.is_vector:  # pragma: no cover - the elaborator flattens first (flatten_input)
+    if inp.is_image:  # pragma: no cover - the elaborator flattens first (flatten_input)
         raise ShapeError(f"dense needs a feature vector, not {inp}")
     a["in_f"] = inp.c
-    return shape(a["out"])
+    return inp.with_c(a["out"])  # a vector; on tokens or channels-last, per position
+
+
+def _positions(t: TensorType) -> int:
+    """How many vectors of features a tensor holds: 1 for a vector, S tokens, H*W positions."""
+    return t.numel // t.c if not t.is_image else t.h * t.w
 
 
 register(OpSpec(
@@ -129,13 +134,14 @@ register(OpSpec(
     flags={"bias": ("bias", True), "nobias": ("bias", False)},
     settings={"bias": "bias"},
     params=lambda a, i, o: a["in_f"] * a["out"] + (a["out"] if a["bias"] else 0),
-    macs=lambda a, i, o: a["in_f"] * a["out"],
-    other_ops=lambda a, i, o: a["out"] if a["bias"] else 0,
+    macs=lambda a, i, o: a["in_f"] * a["out"] * _positions(o),
+    other_ops=lambda a, i, o: o.numel if a["bias"] else 0,
     label=lambda a: f"dense {a['out']}",
     emit=Emit(module=lambda a, i, o: f"nn.Linear({a['in_f']}, {a['out']}{', bias=False' if not a['bias'] else ''})"),
     draw=Draw(fill=DENSE),
-    doc="Linear; flattens a CxHxW input first",
-    examples=(Example("dense 10", "8x3x3"), Example("fc 5 nobias", "20"), Example("linear 7 bias", "12")),
+    doc="Linear; flattens a CxHxW input first; on tokens (or channels-last) applied to each one",
+    examples=(Example("dense 10", "8x3x3"), Example("fc 5 nobias", "20"), Example("linear 7 bias", "12"),
+              Example("dense 12", "5x8"), Example("channels_last > dense 6 nobias", "4x3x5")),
 ))
 
 # ---- normalisation ----
@@ -143,6 +149,9 @@ register(OpSpec(
 
 def _bn_infer(a, ins) -> TensorType:
     inp = ins[0]
+    if inp.layout not in (Layout.IMAGE, Layout.VECTOR):
+        raise ShapeError(f"bn normalises the channels of CxHxW or F, not {inp.layout.the} {inp}; "
+                         "use layernorm on tokens")
     a["features"] = inp.c
     a["dims"] = 1 if inp.is_vector else 2
     return inp
@@ -224,7 +233,7 @@ register(OpSpec(
 
 def _layernorm_infer(a, ins) -> TensorType:
     a["features"] = ins[0].c
-    a["image"] = not ins[0].is_vector
+    a["image"] = ins[0].is_image
     return ins[0]
 
 
@@ -249,10 +258,11 @@ register(OpSpec(
     args={"eps": Arg(positive_float, 1e-5)},
     params=lambda a, i, o: 2 * o.c,
     other_ops=lambda a, i, o: o.numel,
-    emit=Emit(module=_layernorm_module, helper=LAYERNORM_CLASS),
+    emit=Emit(module=_layernorm_module, helper=LAYERNORM_CLASS, needs_helper=lambda a: a["image"]),
     draw=Draw(fill=NORM),
-    doc="LayerNorm over channels: of a vector, or at each position of CxHxW (ConvNeXt's LayerNorm2d)",
-    examples=(Example("layernorm"), Example("layernorm eps=1e-6", "16")),
+    doc="LayerNorm over channels: of a vector, of each token, or at each position of CxHxW (ConvNeXt's "
+        "LayerNorm2d)",
+    examples=(Example("layernorm"), Example("layernorm eps=1e-6", "16"), Example("layernorm", "7x12")),
 ))
 
 # ---- pools ----
@@ -373,17 +383,20 @@ def _chunk_infer(a, ins) -> TensorType:
         raise ShapeError(f"chunk {n} {k}: the index counts from 0, so it must be less than {n}")
     if inp.c % n:
         raise ShapeError(f"chunk {n} cannot split {inp.c} channels into {n} equal parts")
-    return TensorType((inp.c // n,) + inp.dims[1:], inp.layout)
+    if inp.layout.channel_axis:
+        a["dim"] = -1
+    return inp.with_c(inp.c // n)
 
 
 register(OpSpec(
     name="chunk", family="chunk", infer=_chunk_infer, view=True, positional=("parts", "index"),
     args={"parts": Arg(positive_int, required=True), "index": Arg(nonneg_int, 0)},
     label=lambda a: f"chunk {a['parts']} {a['index']}",
-    emit=Emit(call=lambda args, a: f"{args[0]}.chunk({a['parts']}, dim=1)[{a['index']}]"),
+    emit=Emit(call=lambda args, a: f"{args[0]}.chunk({a['parts']}, dim={a.get('dim', 1)})[{a['index']}]"),
     draw=Draw(fill=PLAIN),
     doc="chunk N I: the I-th (from 0) of N equal groups of channels (ShuffleNetV2's split)",
-    examples=(Example("chunk 2 1"), Example("chunk 4", "8"), Example("[chunk 2 0, chunk 2 1 > conv1x1]")),
+    examples=(Example("chunk 2 1"), Example("chunk 4", "8"), Example("[chunk 2 0, chunk 2 1 > conv1x1]"),
+              Example("chunk 2 1", "3x8")),
 ))
 
 
@@ -436,7 +449,7 @@ register(OpSpec(
 
 def _layerscale_infer(a, ins) -> TensorType:
     a["features"] = ins[0].c
-    a["image"] = not ins[0].is_vector
+    a["image"] = ins[0].is_image
     return ins[0]
 
 
@@ -455,7 +468,7 @@ register(OpSpec(
     emit=Emit(module=_layerscale_module, apply=lambda x, attr: f"{x} * {attr}", imports=("torch",)),
     draw=Draw(fill=NORM),
     doc="a learned per-channel scale, initialised to `init` (default 1e-6): an nn.Parameter (C, 1, 1) of its block",
-    examples=(Example("layerscale"), Example("layerscale 0.5", "6")),
+    examples=(Example("layerscale"), Example("layerscale 0.5", "6"), Example("layerscale", "5x6")),
 ))
 
 STOCHASTIC_DEPTH_CLASS = '''
@@ -547,7 +560,7 @@ def _mul_infer(a, ins) -> TensorType:
                 dims[k] = b_dim
                 continue
             raise ShapeError(f"cannot multiply {TensorType(tuple(dims), first.layout)} and {t}: "
-                             f"their {'CHW'[k]} differ and neither is 1", index=i)
+                             f"their {first.layout.value.split('x')[k]} differ and neither is 1", index=i)
     a["arity"] = len(ins)
     return TensorType(tuple(dims), first.layout)
 
@@ -569,22 +582,28 @@ def _concat_infer(a, ins) -> TensorType:
         if t.layout != first.layout:
             kinds = " and ".join(sorted((first.layout.noun, t.layout.noun)))
             raise ShapeError(f"cannot concatenate {first} and {t}: {kinds}", index=i)
-        if t.dims[1:] != first.dims[1:]:
-            raise ShapeError(f"cannot concatenate {first} and {t}: their HxW differ", index=i)
-    return TensorType((sum(t.c for t in ins),) + first.dims[1:], first.layout)
+        if t.with_c(0) != first.with_c(0):
+            what = "lengths" if t.layout is Layout.TOKENS else "HxW"
+            raise ShapeError(f"cannot concatenate {first} and {t}: their {what} differ", index=i)
+    if first.layout.channel_axis:
+        a["dim"] = -1
+    return first.with_c(sum(t.c for t in ins))
 
 
 register(OpSpec(
     name="_concat", family="cat", infer=_concat_infer, multi_input=True,
-    emit=Emit(call=lambda args, a: f"torch.cat([{', '.join(args)}], dim=1)", imports=("torch",)),
+    emit=Emit(call=lambda args, a: f"torch.cat([{', '.join(args)}], dim={a.get('dim', 1)})", imports=("torch",)),
     draw=Draw(text="concat", compact=True),
     doc="the concatenation of branches on channels (`[a, b]`)",
-    examples=(Example("[conv1x1 4, skip, maxpool3x3 /1 same]"), Example("[dense 3, skip]", "4")),
+    examples=(Example("[conv1x1 4, skip, maxpool3x3 /1 same]"), Example("[dense 3, skip]", "4"),
+              Example("[dense 3, skip]", "5x4")),
 ))
 
 
 def _pad_infer(a, ins) -> TensorType:
     inp = ins[0]
+    if inp.layout not in (Layout.IMAGE, Layout.VECTOR):
+        raise ShapeError(f"a zero-padded skip takes CxHxW or F, not {inp.layout.the} {inp}")
     target = TensorType(a["target"])
     if inp.layout != target.layout:
         raise ShapeError(f"cannot pad the skip from {inp} to {target}")

@@ -1,0 +1,165 @@
+"""Ops on token sequences (SxD) and channels-last images (HxWxC), and the moves between them and
+CxHxW images: what a Vision Transformer is written with (patch embedding as a strided conv then
+`tokens`, a learned class token and position embedding, multi-head self-attention, the class
+token's selection) and what a Swin Transformer's channels-last stages need (`channels_last`,
+`channels_first`).  Dense, layernorm, layerscale, chunk, concat and the elementwise ops of
+archlang/compiler/ops/layers.py work on these layouts too (on the features of each token)."""
+
+from __future__ import annotations
+
+from archlang.compiler.ir import Layout, TensorType, shape
+from archlang.compiler.ops import (
+    Arg,
+    Draw,
+    Emit,
+    Example,
+    OpSpec,
+    ShapeError,
+    need_layout,
+    nonneg_int,
+    positive_int,
+    probability,
+    register,
+    switch,
+)
+from archlang.compiler.ops.layers import CONV, DENSE, PLAIN
+
+# ---- layout moves ----
+
+
+def _tokens_infer(a, ins) -> TensorType:
+    inp = ins[0]
+    need_layout("tokens", inp, Layout.IMAGE, Layout.GRID)
+    a["grid"] = inp.layout is Layout.GRID
+    return shape(inp.h * inp.w, inp.c)
+
+
+register(OpSpec(
+    name="tokens", family="tokens", infer=_tokens_infer, view=True,
+    label=lambda a: "tokens",
+    emit=Emit(call=lambda args, a: f"{args[0]}.flatten(1, 2)" if a["grid"] else f"{args[0]}.flatten(2).transpose(1, 2)"),
+    draw=Draw(fill=PLAIN),
+    doc="CxHxW (or HxWxC) → (H*W)xC: one token per position, in row-major order (ViT after its patch conv)",
+    examples=(Example("tokens", "8x3x5"), Example("channels_last > tokens", "6x2x2")),
+))
+
+
+def _permute(name: str, src: Layout, doc: str, dims: str) -> OpSpec:
+    def infer(a, ins) -> TensorType:
+        inp = ins[0]
+        need_layout(name, inp, src)
+        if src is Layout.IMAGE:
+            return TensorType((inp.h, inp.w, inp.c), Layout.GRID)
+        return TensorType((inp.c, inp.h, inp.w), Layout.IMAGE)
+
+    return register(OpSpec(
+        name=name, family=name, infer=infer, view=True,
+        emit=Emit(call=lambda args, a: f"{args[0]}.permute({dims})"),
+        draw=Draw(fill=PLAIN),
+        doc=doc,
+        examples=(Example(name if src is Layout.IMAGE else f"channels_last > {name}", "4x3x5"),),
+    ))
+
+
+_permute("channels_last", Layout.IMAGE, "CxHxW → HxWxC, the same tensor with channels last (a permute: Swin's layout)",
+         "0, 2, 3, 1")
+_permute("channels_first", Layout.GRID, "HxWxC → CxHxW (a permute back)", "0, 3, 1, 2")
+
+# ---- learned embeddings: parameters of the enclosing block ----
+
+
+def _class_token_infer(a, ins) -> TensorType:
+    inp = ins[0]
+    need_layout("class_token", inp, Layout.TOKENS)
+    a["features"] = inp.c
+    return shape(inp.s + 1, inp.c)
+
+
+register(OpSpec(
+    name="class_token", family="class_token", infer=_class_token_infer,
+    params=lambda a, i, o: o.c,
+    emit=Emit(module=lambda a, i, o: f"nn.Parameter(torch.zeros(1, 1, {a['features']}))", imports=("torch",),
+              apply=lambda x, attr: f"torch.cat([{attr}.expand({x}.shape[0], -1, -1), {x}], dim=1)"),
+    draw=Draw(fill=DENSE),
+    doc="prepends a learned class token (an nn.Parameter (1, 1, D) of its block, zeros at first): S → S+1",
+    examples=(Example("class_token", "5x8"),),
+))
+
+
+def _pos_embedding_infer(a, ins) -> TensorType:
+    inp = ins[0]
+    need_layout("pos_embedding", inp, Layout.TOKENS)
+    a["length"], a["features"] = inp.s, inp.c
+    return inp
+
+
+register(OpSpec(
+    name="pos_embedding", family="pos_embedding", infer=_pos_embedding_infer,
+    params=lambda a, i, o: o.numel,
+    other_ops=lambda a, i, o: o.numel,
+    emit=Emit(module=lambda a, i, o: f"nn.Parameter(torch.empty(1, {a['length']}, {a['features']}).normal_(std=0.02))",
+              imports=("torch",), apply=lambda x, attr: f"{x} + {attr}"),
+    draw=Draw(fill=DENSE),
+    doc="adds a learned position embedding (an nn.Parameter (1, S, D) of its block, normal with std 0.02)",
+    examples=(Example("pos_embedding", "5x8"),),
+))
+
+
+def _token_infer(a, ins) -> TensorType:
+    inp = ins[0]
+    need_layout("token", inp, Layout.TOKENS)
+    if a["index"] >= inp.s:
+        raise ShapeError(f"token {a['index']}: the sequence has {inp.s} tokens, counted from 0")
+    return shape(inp.c)
+
+
+register(OpSpec(
+    name="token", family="token", infer=_token_infer, view=True, positional=("index",),
+    args={"index": Arg(nonneg_int, 0)},
+    label=lambda a: f"token {a['index']}",
+    emit=Emit(call=lambda args, a: f"{args[0]}[:, {a['index']}]"),
+    draw=Draw(fill=PLAIN),
+    doc="token I (default 0, the class token) of a sequence, as a feature vector: SxD → D",
+    examples=(Example("token", "5x8"), Example("token 3 > dense 2", "5x8")),
+))
+
+# ---- attention ----
+
+
+def _mha_infer(a, ins) -> TensorType:
+    inp = ins[0]
+    need_layout("mha", inp, Layout.TOKENS)
+    if inp.c % a["heads"]:
+        raise ShapeError(f"mha {a['heads']}: {a['heads']} heads must divide the token width {inp.c}")
+    a["features"] = inp.c
+    return inp
+
+
+def _mha_parts(a, ins, out) -> list[tuple[str, int]]:
+    s, d = out.s, out.c
+    return [("q, k, v projections", 3 * s * d * d), ("q·kᵀ", s * s * d), ("attention·v", s * s * d),
+            ("output projection", s * d * d)]
+
+
+def _mha_module(a, ins, out) -> str:
+    extra = f", dropout={a['dropout']!r}" if a["dropout"] else ""
+    extra += "" if a["bias"] else ", bias=False"
+    return f"nn.MultiheadAttention({a['features']}, {a['heads']}{extra}, batch_first=True)"
+
+
+register(OpSpec(
+    name="mha", family="attn", infer=_mha_infer, main=True, positional=("heads",),
+    args={"heads": Arg(positive_int, required=True), "dropout": Arg(probability, 0.0), "bias": Arg(switch, True)},
+    flags={"bias": ("bias", True), "nobias": ("bias", False)},
+    params=lambda a, i, o: 4 * o.c * o.c + (4 * o.c if a["bias"] else 0),
+    macs=lambda a, i, o: sum(m for _, m in _mha_parts(a, i, o)),
+    breakdown=_mha_parts,
+    # the softmax over each head's S x S scores, and the projections' bias adds
+    other_ops=lambda a, i, o: a["heads"] * o.s * o.s + (4 * o.numel if a["bias"] else 0),
+    label=lambda a: f"mha {a['heads']}",
+    emit=Emit(module=_mha_module, forward=lambda x, attr: f"{attr}({x}, {x}, {x}, need_weights=False)[0]"),
+    draw=Draw(fill=CONV),
+    doc="multi-head self-attention over a token sequence, as nn.MultiheadAttention (packed in_proj, "
+        "batch_first); `dropout` on the attention weights",
+    examples=(Example("mha 2", "5x8"), Example("mha 4 nobias dropout=0.1", "3x8")),
+))
