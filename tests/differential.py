@@ -21,6 +21,7 @@ import zlib
 from dataclasses import dataclass
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import archlang
@@ -84,8 +85,14 @@ def check_network(net, text: str, *, batch: int = 2) -> list[Finding]:
         with torch.no_grad():
             y = model(torch.randn(batch, *net.input_shape))
         counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            model(torch.randn(1, *net.input_shape))
+        # attention on its plain path: the fused ones hide their matmuls from the counter
+        fastpath = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            with torch.no_grad(), counter, sdpa_kernel(SDPBackend.MATH):
+                model(torch.randn(1, *net.input_shape))
+        finally:
+            torch.backends.mha.set_fastpath_enabled(fastpath)
     except Exception as err:  # noqa: BLE001
         add("forward", _where(err))
         return found
@@ -143,7 +150,7 @@ def _unnamed_layers(net, model) -> list[str]:
     underscores: `class` → `class_`)."""
     modules = {}
     for name, m in model.named_modules():
-        modules[name] = sum(p.numel() for p in m.parameters(recurse=False))
+        modules[name] = sum(p.numel() for p in m.parameters())  # a layer may hold children (attention)
     for name, p in model.named_parameters():
         modules.setdefault(name, p.numel())
     missing = []

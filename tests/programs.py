@@ -81,7 +81,8 @@ NEVER = {"use", "set", "def", "network", "input", "in", "same", "valid", "bias",
          "dense", "fc", "linear", "bn", "lrn", "gap", "flatten", "dropout", *ACTIVATIONS,
          "ceil", "floor", "exclude_pad", "kernel", "slope", "init", "parts", "index", "gmp", "layernorm", "chunk",
          "shuffle", "pointwise", "layerscale", "stochastic_depth", "droppath", "leakyrelu", "adaptive_avgpool",
-         "adaptive_maxpool"}
+         "adaptive_maxpool", "tokens", "class_token", "pos_embedding", "token", "mha", "heads", "channels_last",
+         "channels_first"}
 
 
 def class_name(network: str) -> str:
@@ -101,6 +102,19 @@ Shape = tuple  # (c, h, w) or (f,)
 
 def is_image(s: Shape) -> bool:
     return len(s) == 3
+
+
+def is_tokens(s: Shape) -> bool:
+    """A token sequence (S, D): its features are the last dim."""
+    return len(s) == 2
+
+
+def features(s: Shape) -> int:
+    return s[-1] if is_tokens(s) else s[0]
+
+
+def with_features(s: Shape, c: int) -> Shape:
+    return (s[0], c) if is_tokens(s) else (c, *s[1:])
 
 
 @dataclass
@@ -147,7 +161,9 @@ class In:
         return f"in.{self.attr}"
 
     def eval(self, ctx: Ctx):
-        if not is_image(ctx.inp) and self.attr != "c":
+        if self.attr == "c":
+            return features(ctx.inp)
+        if not is_image(ctx.inp):
             raise Invalid("in.h on a vector")
         return ctx.inp["chw".index(self.attr)]
 
@@ -282,7 +298,29 @@ class Op:
                 raise Invalid("too small")
             return (out, h, w)
         if n == "dense":
-            return (whole(pos[0] if pos else v["out"], 1, 64),)
+            out = whole(pos[0] if pos else v["out"], 1, 64)
+            return (s[0], out) if is_tokens(s) else (out,)
+        if n == "tokens":
+            if not is_image(s):
+                raise Invalid("tokens of a vector")
+            return (s[1] * s[2], s[0])
+        if n == "class_token":
+            if not is_tokens(s):
+                raise Invalid("class token")
+            return (s[0] + 1, s[1])
+        if n == "pos_embedding":
+            if not is_tokens(s):
+                raise Invalid("pos embedding")
+            return s
+        if n == "token":
+            if not is_tokens(s) or (pos and whole(pos[0], 0, 64) >= s[0]):
+                raise Invalid("token")
+            return (s[1],)
+        if n == "mha":
+            heads = whole(pos[0] if pos else v["heads"], 1, 16)
+            if not is_tokens(s) or s[1] % heads:
+                raise Invalid("mha")
+            return s
         if n in ("layerscale", "stochastic_depth", "leakyrelu", "layernorm"):
             return s
         if n in ("gmp",):
@@ -300,14 +338,16 @@ class Op:
             return s
         if n == "chunk":
             parts, index = whole(pos[0], 1, 8), whole(pos[1], 0, 8)
-            if s[0] % parts or index >= parts:
+            if features(s) % parts or index >= parts:
                 raise Invalid("chunk")
-            return (s[0] // parts, *s[1:])
+            return with_features(s, features(s) // parts)
         if n == "pointwise":
             if not is_image(s):
                 raise Invalid("pointwise on vector")
             return (whole(pos[0], 1, 64), *s[1:])
         if n in ("bn", "dropout", *ACTIVATIONS):
+            if n == "bn" and is_tokens(s):
+                raise Invalid("bn on tokens")
             if n == "bn":
                 if "eps" in v and not v["eps"] > 0:
                     raise Invalid("eps")
@@ -344,7 +384,7 @@ class Op:
                 raise Invalid("gap on vector")
             return (s[0], 1, 1)
         if n == "flatten":
-            return (s[0] * s[1] * s[2],) if is_image(s) else s
+            return (math.prod(s),)
         raise AssertionError(n)
 
 
@@ -395,8 +435,10 @@ def _fit_skip(s, t, policy):
         return
     if s == t:
         return
-    if is_image(s) != is_image(t):
+    if len(s) != len(t):
         raise Invalid("skip between image and vector")
+    if is_tokens(s) and (s[0] != t[0] or policy == "pad"):
+        raise Invalid("skip between sequences of different lengths, or padded")
     if is_image(s):
         h, w = t[1], t[2]
         st = -(-s[1] // h)
@@ -471,6 +513,8 @@ class Concat:
 
     def apply(self, s, ctx):
         outs = [t.apply(s, ctx) for t in self.items]
+        if all(is_tokens(o) for o in outs) and len({o[0] for o in outs}) == 1:
+            return (outs[0][0], sum(o[1] for o in outs))
         if not all(is_image(o) for o in outs) or len({o[1:] for o in outs}) != 1:
             raise Invalid("concat sizes")
         return (sum(o[0] for o in outs), *outs[0][1:])
@@ -682,12 +726,18 @@ class Gen:
     def op(self, s: Shape, ctx: Ctx):
         r = self.r
         if is_image(s):
-            kind = r.choices(["conv", "bn", "act", "pool", "lrn", "dropout", "gap", "flatten", "dense", "newer"],
-                             [10, 4, 5, 3, 1, 1, 0.4, 0.3, 0.5, 2])[0]
+            kind = r.choices(["conv", "bn", "act", "pool", "lrn", "dropout", "gap", "flatten", "dense", "newer",
+                              "tokens"], [10, 4, 5, 3, 1, 1, 0.4, 0.3, 0.5, 2, 0.6])[0]
+        elif is_tokens(s):
+            kind = r.choices(["dense", "act", "dropout", "flatten", "newer", "token_op"], [4, 3, 1, 0.2, 2, 4])[0]
         else:
             kind = r.choices(["dense", "bn", "act", "dropout", "flatten", "newer"], [6, 3, 4, 1, 0.3, 1])[0]
         if kind == "newer":
             return self.newer_op(s, ctx)
+        if kind == "tokens":
+            return Op("tokens")
+        if kind == "token_op":
+            return self.token_op(s, ctx)
         if kind == "conv":
             return self.conv(s, ctx)
         if kind == "bn":
@@ -745,10 +795,30 @@ class Gen:
             o.flags.append(r.choice(["bias", "nobias"]))
         return o
 
+    def token_op(self, s: Shape, ctx: Ctx):
+        """The ops of token sequences (issue 17): attention, the class token, embeddings, selection."""
+        r = self.r
+        kind = r.choice(["mha", "mha", "mha", "class_token", "pos_embedding", "token"])
+        if kind == "mha":
+            heads = r.choice([h for h in (1, 2, 4) if s[1] % h == 0])
+            o = Op("mha", pos=[Num(heads)] if r.random() < 0.8 else [], kw={} if r.random() < 0.8 else {})
+            if not o.pos:
+                o.kw["heads"] = Num(heads)
+            if r.random() < 0.2:
+                o.kw["dropout"] = Num(0.1)
+            if r.random() < 0.2:
+                o.flags.append(r.choice(["bias", "nobias"]))
+            return o
+        if kind == "token":
+            return Op("token", pos=[Num(r.randrange(s[0]))] if r.random() < 0.5 else [])
+        return Op(kind)
+
     def newer_op(self, s: Shape, ctx: Ctx):
         """The ops of issue 16: gates' activations, norms, scales, shuffles, splits, pools."""
         r = self.r
-        if not is_image(s):
+        if is_tokens(s):
+            kind = r.choice(["layernorm", "layerscale", "stochastic_depth", "leakyrelu", "chunk"])
+        elif not is_image(s):
             kind = r.choice(["layernorm", "layerscale", "stochastic_depth", "leakyrelu"])
         else:
             kind = r.choice(["layernorm", "layerscale", "stochastic_depth", "leakyrelu", "gmp", "adaptive_avgpool",
@@ -766,7 +836,7 @@ class Gen:
         if kind == "shuffle":
             return Op(kind, pos=[Num(r.choice([g for g in (2, 3, 4) if s[0] % g == 0] or [1]))])
         if kind == "chunk":
-            parts = r.choice([p for p in (2, 4) if s[0] % p == 0] or [1])
+            parts = r.choice([p for p in (2, 4) if features(s) % p == 0] or [1])
             return Op(kind, pos=[Num(parts), Num(r.randrange(parts))])
         if kind == "pointwise":
             o = Op(kind, pos=[self.width(ctx)])

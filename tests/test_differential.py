@@ -95,6 +95,8 @@ def test_generator_covers_the_language():
         r"^    (class|import|lambda|None) = ", r"^    (forward|training|to|state_dict) = ",
         r"(_modules|_parameters|__dict__|__class__|__init__|__call__) = ", r"^    __[a-z]\w* = ",
         r"network \w+\([^)]*Block=", r"\bZeroPadShortcut\b", r"\b(torch|nn|self|x) = ",
+        r"\btokens\b", r"\bclass_token\b", r"\bpos_embedding\b", r"\btoken( \d)?\b", r"\bmha \d", r"mha heads=",
+        r"mha [^\n>|]*dropout=", r"tokens[^\n]*\| skip", r"tokens[^\n]*\[",
     ]:
         assert re.search(pattern, text, re.M), f"no generated program matches {pattern!r}"
 

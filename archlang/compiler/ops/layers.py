@@ -215,7 +215,18 @@ activation("tanh", "nn.Tanh()")
 activation("sigmoid", "nn.Sigmoid()")
 activation("gelu", "nn.GELU()")
 activation("silu", "nn.SiLU()")
-activation("softmax", "nn.Softmax(dim=1)", "softmax over channels")
+def _softmax_infer(a, ins) -> TensorType:
+    a["last"] = bool(ins[0].layout.channel_axis)  # tokens and channels-last: over the last dim
+    return ins[0]
+
+
+register(OpSpec(
+    name="softmax", family="softmax", infer=_softmax_infer,
+    other_ops=lambda a, i, o: o.numel,
+    emit=Emit(module=lambda a, i, o: f"nn.Softmax(dim={-1 if a['last'] else 1})"), draw=Draw(fill=ACT),
+    doc="softmax over channels (of each token on a sequence)",
+    examples=(Example("softmax"), Example("softmax", "6"), Example("softmax", "3x6")),
+))
 activation("hardswish", "nn.Hardswish()", "x * relu6(x + 3) / 6 (MobileNetV3)")
 activation("hardsigmoid", "nn.Hardsigmoid()", "relu6(x + 3) / 6 (MobileNetV3's gates)")
 

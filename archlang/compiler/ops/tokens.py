@@ -23,6 +23,7 @@ from archlang.compiler.ops import (
     switch,
 )
 from archlang.compiler.ops.layers import CONV, DENSE, PLAIN
+from archlang.compiler.symbolic import is_symbolic
 
 # ---- layout moves ----
 
@@ -36,8 +37,8 @@ def _tokens_infer(a, ins) -> TensorType:
 
 register(OpSpec(
     name="tokens", family="tokens", infer=_tokens_infer, view=True,
-    label=lambda a: "tokens",
-    emit=Emit(call=lambda args, a: f"{args[0]}.flatten(1, 2)" if a["grid"] else f"{args[0]}.flatten(2).transpose(1, 2)"),
+    emit=Emit(call=lambda args, a: f"{args[0]}.flatten(1, 2)" if a["grid"]
+              else f"{args[0]}.flatten(2).transpose(1, 2)"),
     draw=Draw(fill=PLAIN),
     doc="CxHxW (or HxWxC) → (H*W)xC: one token per position, in row-major order (ViT after its patch conv)",
     examples=(Example("tokens", "8x3x5"), Example("channels_last > tokens", "6x2x2")),
@@ -142,7 +143,7 @@ def _mha_parts(a, ins, out) -> list[tuple[str, int]]:
 
 
 def _mha_module(a, ins, out) -> str:
-    extra = f", dropout={a['dropout']!r}" if a["dropout"] else ""
+    extra = f", dropout={a['dropout']!r}" if is_symbolic(a["dropout"]) or a["dropout"] else ""
     extra += "" if a["bias"] else ", bias=False"
     return f"nn.MultiheadAttention({a['features']}, {a['heads']}{extra}, batch_first=True)"
 
