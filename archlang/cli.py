@@ -125,6 +125,9 @@ def _depth_or_all(text: str) -> int | None:
     return None if text == "all" else _depth(text)
 
 
+RENDER_FORMATS = ("svg", "png", "pdf", "dot")
+
+
 def cmd_render(args) -> int:
     from pathlib import Path
 
@@ -140,6 +143,12 @@ def cmd_render(args) -> int:
     into_dir = target is not None and (target.is_dir() or args.output.endswith(("/", "\\")))
     if len(nets) > 1 and args.output and not into_dir:
         raise _Usage(f"{args.file} has {len(nets)} networks: -o must be a folder, or pick one with --network")
+    suffix = target.suffix.lower().lstrip(".") if target is not None and not into_dir else ""
+    if args.format is None:  # the output file's suffix chooses (`-o net.png`), else svg
+        args.format = suffix if suffix in RENDER_FORMATS else "svg"
+    elif suffix in RENDER_FORMATS and suffix != args.format:
+        raise _Usage(f"-f {args.format} does not fit the output file {args.output}: drop -f, or name it "
+                     f"{target.with_suffix('.' + args.format).name}")
     outputs = []
     try:
         for net in nets:
@@ -394,8 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "inserted Ws projections dashed in orange, tensor shapes on the edges. svg, png and "
                     "pdf need graphviz's `dot` program; -f dot does not.",
                     "archc render specs/resnet34.arch -f png --depth 1 -o resnet34.png")
-    p.add_argument("-f", "--format", choices=("svg", "png", "pdf", "dot"), default="svg",
-                   help="output format (default: svg)")
+    p.add_argument("-f", "--format", choices=RENDER_FORMATS, default=None,
+                   help="output format (default: the -o file's suffix, else svg)")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="output file, or folder for several networks; - for stdout (default: ./<network>.<format>)")
     p.add_argument("--depth", type=_depth_or_all, default=2, metavar="D",

@@ -108,6 +108,14 @@ def test_render_cli(tmp_path):
     assert dot.stdout == net("lenet5.arch", "lenet5").dot()
     every = archc("render", "specs/lenet5.arch", "-f", "dot", "-o", "-", "--depth", "all")
     assert every.stdout == net("lenet5.arch", "lenet5").dot(None)
+    # without -f, the output file's suffix chooses the format; a -f that contradicts it is refused
+    assert archc("render", "specs/lenet5.arch", "-o", str(tmp_path / "l.png")).returncode == 0
+    assert (tmp_path / "l.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert archc("render", "specs/lenet5.arch", "-o", str(tmp_path / "l.dot")).returncode == 0
+    assert (tmp_path / "l.dot").read_text() == net("lenet5.arch", "lenet5").dot()
+    wrong = archc("render", "specs/lenet5.arch", "-f", "svg", "-o", str(tmp_path / "x.png"))
+    assert wrong.returncode == 2 and "does not fit the output file" in wrong.stderr
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_without_dot_render_fails_cleanly_and_build_still_writes(tmp_path):
