@@ -309,6 +309,8 @@ def need_image(op: str, inp: TensorType) -> None:
             hint = "; `channels_first` turns it back into CxHxW"
         elif inp.layout is Layout.TOKENS:
             hint = "; token ops are dense, layernorm, mha and the elementwise ones"
+        elif inp.layout is Layout.WINDOWS:
+            hint = "; `window_departition` or `grid_departition` turns windows back into CxHxW"
         raise ShapeError(f"{op} needs a CxHxW input, but gets {inp.layout.the} {inp}{hint}")
 
 
