@@ -145,7 +145,9 @@ TV_KWARGS = {"googlenet": {"aux_logits": False, "init_weights": False},
 # adaptive pool) unless the network needs more; params and MACs are always checked at full size
 TV_SIZE = {"inception_v3": 299,
            # a ViT's position embedding fixes its input size
-           "vit_b_16": 224, "vit_b_32": 224, "vit_l_16": 224, "vit_l_32": 224, "vit_h_14": 224}
+           "vit_b_16": 224, "vit_b_32": 224, "vit_l_16": 224, "vit_l_32": 224, "vit_h_14": 224,
+           # MaxViT's partitions need each stage's size to be a multiple of 7
+           "maxvit_t": 224}
 TV_SLOW_PARAMS = 50_000_000  # larger models are slow-marked (they still run in CI)
 TRANSFORMERS = {"vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14", "swin_t", "swin_s", "swin_b",
                 "swin_v2_t", "swin_v2_s", "swin_v2_b", "maxvit_t"}
@@ -170,7 +172,7 @@ def test_specs_torchvision_hold_every_convolutional_model_of_torchvision_by_its_
     assert set(named) <= classification, sorted(set(named) - classification)
     missing = classification - TRANSFORMERS - set(named)
     assert not missing, f"not written yet: {sorted(missing)}"
-    assert len(named) == 73
+    assert len(named) == 74
 
 
 @pytest.mark.parametrize(("file", "network"), TV_CASES)
@@ -182,3 +184,38 @@ def test_torchvision_spec_is_exact(file, network):
     with torch.no_grad():
         figures = compare(TV_SPECS / file, network, TV_SIZE.get(network, 64), **TV_KWARGS.get(network, {}))
     print(network, figures)
+
+
+
+@pytest.mark.parametrize(("kind", "h", "w"), [("window", 6, 9), ("grid", 6, 6), ("grid", 6, 9)])
+def test_maxvit_partition_attention_equals_torchvision(kind, h, w):
+    """`KIND_partition 3 > relpos_mha 2 > KIND_departition` against torchvision's own modules:
+    RelativePositionalMultiHeadAttention with its re-randomised weights, and WindowPartition,
+    SwapAxes and WindowDepartition where torchvision's take the image (windows of any image; grids
+    of square ones only, as torchvision cuts a grid with one stride for both axes).  maxvit_t has
+    square stages only; a grid of a 6x9 image is checked against the definition itself: token (i, j)
+    of grid window (a, b) is position (2i + a, 3j + b)."""
+    from torchvision.models import maxvit
+
+    source = f"network n:\n    input 8x{h}x{w}\n    {kind}_partition 3 > relpos_mha 2 > {kind}_departition\n"
+    generated = archlang.compile(source, "n.arch")["n"].to_torch().eval()
+    attention = rerandomise(maxvit.RelativePositionalMultiHeadAttention(8, 4, 9), seed=3).eval()
+    archlang.load_weights(generated, attention.state_dict())
+    x = torch.randn(2, 8, h, w, generator=torch.Generator().manual_seed(4))
+    gh, gw = h // 3, w // 3  # windows down and across
+    with torch.no_grad():
+        got = generated(x)
+        if kind == "window":
+            expected = maxvit.WindowDepartition()(attention(maxvit.WindowPartition()(x, 3)), 3, gh, gw)
+        elif h == w:
+            swap = maxvit.SwapAxes(-2, -3)
+            windows = swap(maxvit.WindowPartition()(x, gh))
+            expected = maxvit.WindowDepartition()(swap(attention(windows)), gh, 3, 3)
+        else:
+            expected = torch.empty_like(x)
+            for a in range(gh):
+                for b in range(gw):
+                    tokens = x[:, :, a::gh, b::gw].flatten(2).transpose(1, 2)  # 2 x 9 x 8, row-major
+                    out = attention(tokens[:, None])[:, 0]
+                    expected[:, :, a::gh, b::gw] = out.transpose(1, 2).reshape(2, 8, 3, 3)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

@@ -24,17 +24,20 @@ class Layout(StrEnum):
     VECTOR = "F"
     TOKENS = "SxD"  # a sequence of S tokens of D features (N x S x D in PyTorch)
     GRID = "HxWxC"  # an image with channels last (N x H x W x C: Swin's layout)
+    # an image cut into a Gh x Gw grid of windows of S tokens of D features (N x Gh x Gw x S x D: MaxViT's)
+    WINDOWS = "GhxGwxSxD"
 
     @property
     def noun(self) -> str:
         return {Layout.IMAGE: "an image", Layout.VECTOR: "a vector", Layout.TOKENS: "a token sequence",
-                Layout.GRID: "a channels-last image"}[self]
+                Layout.GRID: "a channels-last image", Layout.WINDOWS: "windows of tokens"}[self]
 
     @property
     def the(self) -> str:
         """How messages name a tensor of the layout: `the feature vector 10`."""
         return {Layout.VECTOR: "the feature vector", Layout.TOKENS: "the token sequence (SxD)",
-                Layout.GRID: "the channels-last image (HxWxC)", Layout.IMAGE: "the image (CxHxW)"}[self]
+                Layout.GRID: "the channels-last image (HxWxC)", Layout.IMAGE: "the image (CxHxW)",
+                Layout.WINDOWS: "the windows (GhxGwxSxD)"}[self]
 
     @property
     def channel_axis(self) -> int:
@@ -47,13 +50,14 @@ class Layout(StrEnum):
         return self in (Layout.IMAGE, Layout.GRID)
 
 
-_LAYOUT_OF_RANK = {3: Layout.IMAGE, 1: Layout.VECTOR, 2: Layout.TOKENS}
+_LAYOUT_OF_RANK = {3: Layout.IMAGE, 1: Layout.VECTOR, 2: Layout.TOKENS, 4: Layout.WINDOWS}
 
 
 @dataclass(frozen=True, slots=True)
 class TensorType:
     """The shape of one sample and its layout: (C, H, W) images, (F,) feature vectors, (S, D)
-    token sequences or (H, W, C) channels-last images.  `c` is always the features/channels."""
+    token sequences, (H, W, C) channels-last images or (Gh, Gw, S, D) windows of tokens.  `c` is
+    always the features/channels."""
 
     dims: tuple[int, ...]
     layout: Layout = None  # type: ignore[assignment]  # derived from the rank when not given
@@ -82,8 +86,8 @@ class TensorType:
 
     @property
     def s(self) -> int:
-        """A token sequence's length."""
-        return self.dims[0]
+        """A token sequence's length (of each window, for windows)."""
+        return self.dims[-2]
 
     @property
     def is_image(self) -> bool:

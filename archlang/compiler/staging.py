@@ -35,10 +35,10 @@ IMAGE_INPUT = ("in_c", "in_h", "in_w")
 VECTOR_INPUT = ("in_f",)
 # the constructor parameters a def's class may take for its input's dims, in the dims' order
 INPUT_NAMES = {Layout.IMAGE: IMAGE_INPUT, Layout.VECTOR: VECTOR_INPUT, Layout.TOKENS: ("in_s", "in_c"),
-               Layout.GRID: ("in_h", "in_w", "in_c")}
+               Layout.GRID: ("in_h", "in_w", "in_c"), Layout.WINDOWS: ("in_gh", "in_gw", "in_s", "in_c")}
 NO_DEFAULT = object()
 # names the constructors of a generated file read, which no parameter may shadow
-_INIT_NAMES = CODE_NAMES | {"range", "min", "max", "float"} | {"in_s"} | set(IMAGE_INPUT) | set(VECTOR_INPUT)
+_INIT_NAMES = CODE_NAMES | {"range", "min", "max", "float"} | {"in_s", "in_gh", "in_gw"} | set(IMAGE_INPUT) | set(VECTOR_INPUT)
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,9 @@ class Stager:
         found = self.bodies.get(key)
         if found is not None:
             return found
-        inputs = INPUT_NAMES[inp.layout]
+        inputs = INPUT_NAMES.get(inp.layout)
+        if inputs is None:
+            raise Unstageable(f"a def called on {inp.layout.noun}")
         py = python_names([p.name for p in d.params], self.reserved)
         leaves = {p.name: Sym.leaf(py[p.name], concrete(info.args[p.name])) for p in d.params}
         shape = TensorType(tuple(Sym.leaf(n, v) for n, v in zip(inputs, concrete(inp.dims), strict=True)),

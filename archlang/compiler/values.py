@@ -124,7 +124,8 @@ def _in_attr(v: ast.InAttr, env: Env) -> int:
     inp = env.inp
     if inp is None:
         raise ArchError("'in' is not defined here", v.span, hint="in.c means the width entering a call or line")
-    has = {Layout.VECTOR: "c", Layout.TOKENS: "cs", Layout.IMAGE: "chw", Layout.GRID: "chw"}[inp.layout]
+    has = {Layout.VECTOR: "c", Layout.TOKENS: "cs", Layout.IMAGE: "chw", Layout.GRID: "chw",
+           Layout.WINDOWS: "cs"}[inp.layout]
     if v.attr not in has:
         raise ArchError(f"in.{v.attr} is undefined: the input here is {inp.layout.the} {inp}", v.span,
                         hint=f"it has {', '.join('in.' + a for a in has)}")

@@ -309,6 +309,8 @@ def need_image(op: str, inp: TensorType) -> None:
             hint = "; `channels_first` turns it back into CxHxW"
         elif inp.layout is Layout.TOKENS:
             hint = "; token ops are dense, layernorm, mha and the elementwise ones"
+        elif inp.layout is Layout.WINDOWS:
+            hint = "; `window_departition` or `grid_departition` turns windows back into CxHxW"
         raise ShapeError(f"{op} needs a CxHxW input, but gets {inp.layout.the} {inp}{hint}")
 
 
@@ -373,4 +375,5 @@ def subsample_stride(inp: TensorType, target) -> int:
 
 # Importing the op modules registers them.
 from archlang.compiler.ops import layers as _layers  # noqa: E402,F401
+from archlang.compiler.ops import maxvit as _maxvit  # noqa: E402,F401
 from archlang.compiler.ops import tokens as _tokens  # noqa: E402,F401
