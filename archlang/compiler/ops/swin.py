@@ -22,7 +22,6 @@ from archlang.compiler.ops import (
     Example,
     OpSpec,
     ShapeError,
-    need_layout,
     nonneg_int,
     positive_float,
     positive_int,
@@ -165,10 +164,16 @@ class WindowAttentionV2(nn.Module):
 ''' + _WINDOW_METHODS
 
 
+def _need_grid(op: str, inp: TensorType) -> None:
+    if inp.layout is not Layout.GRID:
+        hint = "; `channels_last` turns a CxHxW image into one" if inp.is_image else ""
+        raise ShapeError(f"{op} needs a channels-last HxWxC input, but gets {inp.layout.the} {inp}{hint}")
+
+
 def _attention_infer(name: str, v2: bool):
     def infer(a, ins) -> TensorType:
         inp = ins[0]
-        need_layout(name, inp, Layout.GRID)
+        _need_grid(name, inp)
         heads, window = a["heads"], a["window"]
         if inp.c % heads:
             raise ShapeError(f"{name} {heads}: {heads} heads must divide the width {inp.c}")
@@ -179,6 +184,8 @@ def _attention_infer(name: str, v2: bool):
             raise ShapeError(f"{name}: the window must be at least 2 (its position bias scales offsets by "
                              "1 / (window - 1))")
         a["features"] = inp.c
+        hp, wp = _padded(a, inp)
+        a["one_window"] = window >= hp and window >= wp  # no shift at this size (the module decides at run time)
         return inp
 
     return infer
@@ -239,7 +246,10 @@ def _attention_module(cls: str):
 
 def _attention_label(name: str):
     def label(a) -> str:
-        return f"{name} {a['heads']} {a['window']}" + (f" shift={a['shift']}" if a["shift"] else "")
+        if not a["shift"]:
+            return f"{name} {a['heads']} {a['window']}"
+        # a shift that does nothing at this size (one window covers the map) is marked
+        return f"{name} {a['heads']} {a['window']} shift={a['shift']}" + (" (one window)" if a["one_window"] else "")
 
     return label
 
@@ -324,7 +334,7 @@ class PatchMergingV2(nn.Module):
 def _merging_infer(name: str):
     def infer(a, ins) -> TensorType:
         inp = ins[0]
-        need_layout(name, inp, Layout.GRID)
+        _need_grid(name, inp)
         a["features"] = inp.c
         return TensorType((-(-inp.h // 2), -(-inp.w // 2), 2 * inp.c), Layout.GRID)
 
@@ -340,8 +350,8 @@ def patch_merging(name: str, cls: str, helper: str, v2: bool, doc: str, examples
         macs=lambda a, i, o: o.h * o.w * 8 * a["features"] ** 2,
         other_ops=lambda a, i, o: o.h * o.w * (2 if v2 else 4) * a["features"],
         label=lambda a: name,
-        emit=Emit(module=lambda a, i, o: f"{cls}({a['features']}" + (f", eps={a['eps']!r})" if a["eps"] != 1e-5 else ")"),
-                  helper=helper, imports=("torch",)),
+        emit=Emit(module=lambda a, i, o: f"{cls}({a['features']}" + (f", eps={a['eps']!r})" if a["eps"] != 1e-5
+                                                                      else ")"), helper=helper, imports=("torch",)),
         draw=Draw(fill=DENSE),
         doc=doc,
         examples=examples,
