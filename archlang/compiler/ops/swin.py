@@ -29,6 +29,7 @@ from archlang.compiler.ops import (
     register,
 )
 from archlang.compiler.ops.layers import CONV, DENSE
+from archlang.compiler.symbolic import is_symbolic
 
 CPB_HIDDEN = 512  # the width of Swin V2's position-bias MLP (torchvision's cpb_mlp)
 
@@ -236,7 +237,7 @@ def _attention_other(a, i, o) -> int:
 
 def _attention_module(cls: str):
     def module(a, ins, out) -> str:
-        extra = f", shift={a['shift']}" if a["shift"] else ""
+        extra = f", shift={a['shift']}" if is_symbolic(a["shift"]) or a["shift"] else ""
         extra += f", dropout={a['dropout']!r}" if a["dropout"] else ""
         extra += f", proj_dropout={a['proj_dropout']!r}" if a["proj_dropout"] else ""
         return f"{cls}({a['features']}, {a['heads']}, {a['window']}{extra})"
