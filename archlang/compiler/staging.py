@@ -38,7 +38,7 @@ INPUT_NAMES = {Layout.IMAGE: IMAGE_INPUT, Layout.VECTOR: VECTOR_INPUT, Layout.TO
                Layout.GRID: ("in_h", "in_w", "in_c"), Layout.WINDOWS: ("in_gh", "in_gw", "in_s", "in_c")}
 NO_DEFAULT = object()
 # names the constructors of a generated file read, which no parameter may shadow
-_INIT_NAMES = CODE_NAMES | {"range", "min", "max", "float"} | {"in_s", "in_gh", "in_gw"} | set(IMAGE_INPUT) | set(VECTOR_INPUT)
+_INIT_NAMES = CODE_NAMES | {"range", "min", "max", "float"} | {n for names in INPUT_NAMES.values() for n in names}
 
 
 @dataclass(frozen=True)
