@@ -355,3 +355,4 @@ def subsample_stride(inp: TensorType, target) -> int:
 
 # Importing the op modules registers them.
 from archlang.compiler.ops import layers as _layers  # noqa: E402,F401
+from archlang.compiler.ops import sampling as _sampling  # noqa: E402,F401
