@@ -32,6 +32,16 @@ class LayerRow(_Strict):
     layers: NonNegativeInt = Field(description="IR nodes the row sums (0 for the input)")
 
 
+class OutputRow(_Strict):
+    """One output of a network that returns several (an `output` line, auxiliary heads)."""
+
+    name: str
+    shape: list[NonNegativeInt]
+    training_only: bool = Field(description="an auxiliary head: computed and returned in training mode only")
+    params: NonNegativeInt = Field(description="an auxiliary head's own parameters (0 for the others)")
+    macs: NonNegativeInt = Field(description="an auxiliary head's own MACs, which the network's macs leave out")
+
+
 class NetworkReport(_Strict):
     """The static cost report of one network."""
 
@@ -50,6 +60,7 @@ class NetworkReport(_Strict):
     depth: NonNegativeInt | None = Field(description="the roll-up depth; null: every layer")
     convention: str
     layers: list[LayerRow]
+    outputs: list[OutputRow] | None = Field(default=None, description="present where a network returns several")
 
 
 def json_schema() -> str:

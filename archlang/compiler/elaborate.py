@@ -68,6 +68,27 @@ def leading_ref(e: ast.Expr) -> ast.Ref | None:
     return e if isinstance(e, ast.Ref) else None
 
 
+def ref_error(r: ast.Ref, known: list[str], written: dict[str, Span], own: str | None) -> ArchError:
+    """What is wrong with `@name` where the labels above are `known`, the body's are `written`
+    and the line's own is `own`."""
+    name = r.name
+    if name == "input":
+        return ArchError(f"@input is ambiguous: it names the body's input and the line labelled input "
+                         f"(at {written['input']})", r.name_span,
+                         hint="rename that line: labels and @input share one namespace")
+    if name == own:
+        return ArchError(f"@{name} refers to its own line", r.name_span,
+                         hint="a reference reads an earlier line's output; the line's own input is `skip`")
+    if name in written:
+        return ArchError(f"@{name} refers to a later line (labelled at {written[name]})", r.name_span,
+                         hint="a line can refer only to the lines above it")
+    hint = did_you_mean(name, [*known, "input"])
+    if hint is None:
+        hint = ("labels above this line: " + ", ".join(known)) if known else \
+            "no line above this one has a label (write `name = ...` to give it one)"
+    return ArchError(f"unknown label '{name}'", r.name_span, hint=hint)
+
+
 class Body:
     """The labels of one body (a network's or a def's lines), for `@label`: the values of the lines
     elaborated so far, where each label of the body is written (to tell a later line from an
@@ -158,12 +179,12 @@ class Elaborator:
     def outputs(self, out: ast.Outputs, body: Body, heads: list) -> None:
         """`output @a, @b, ...`: the outputs in order; auxiliary heads are returned in training only."""
         seen: dict[str, Span] = {}
-        for name, span in out.names:
-            if name in seen:
-                raise ArchError(f"@{name} is an output twice (first at {seen[name]})", span)
-            seen[name] = span
-            v = self.ref_value(ast.Ref(name, (), span, span), body, outputs=True)
-            self.ir.outputs.append(Output(name, v.node, name in body.aux))
+        for ref in out.refs:
+            if ref.name in seen:
+                raise ArchError(f"@{ref.name} is an output twice (first at {seen[ref.name]})", ref.span)
+            seen[ref.name] = ref.span
+            v = self.ref_value(ref, body, outputs=True)
+            self.ir.outputs.append(Output(ref.name, v.node, ref.name in body.aux))
         for line, _ in heads:
             if line.label not in seen:
                 raise ArchError(f"the auxiliary head '{line.label}' is not an output of the network", line.label_span,
@@ -198,25 +219,12 @@ class Elaborator:
             raise ArchError("references can be used only in the lines of a network or def", r.span)
         if name == "input":
             if "input" in body.written:
-                raise ArchError("@input is ambiguous: it names the body's input and the line labelled input "
-                                f"(at {body.written['input']})", r.name_span,
-                                hint="rename that line: labels and @input share one namespace")
+                raise ref_error(r, list(body.values), body.written, None)
             return Val(body.input.node, body.input.shape, name)
         found = body.values.get(name)
         if found is None:
-            line = body.current
-            if not outputs and line is not None and line.label == name:
-                raise ArchError(f"@{name} refers to its own line", r.name_span,
-                                hint="a reference reads an earlier line's output; the line's own input is `skip`")
-            if name in body.written:
-                raise ArchError(f"@{name} refers to a later line (labelled at {body.written[name]})", r.name_span,
-                                hint="a line can refer only to the lines above it")
-            known = list(body.values)
-            hint = did_you_mean(name, [*known, "input"])
-            if hint is None:
-                hint = ("labels above this line: " + ", ".join(known)) if known else \
-                    "no line above this one has a label (write `name = ...` to give it one)"
-            raise ArchError(f"unknown label '{name}'", r.name_span, hint=hint)
+            own = body.current.label if body.current is not None and not outputs else None
+            raise ref_error(r, list(body.values), body.written, own)
         if name in body.aux and not outputs and not (body.current is not None and body.current.aux):
             raise ArchError(f"@{name} refers to an auxiliary head, which exists in training mode only", r.name_span,
                             hint="only other `aux` lines and the `output` line can read an auxiliary head")

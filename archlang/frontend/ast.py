@@ -168,7 +168,7 @@ class Line:
 class Outputs:
     """`output @logits, @aux2, @aux1`: what the network returns, in order (the last line of a network)."""
 
-    names: tuple[tuple[str, Span], ...]
+    refs: tuple[Ref, ...]
     span: Span
 
 

@@ -279,8 +279,8 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def output_line(self, meta, children):
-        refs = tuple((tok.value[1:], _tok_span(self.filename, tok)) for tok in children[1:] if tok is not None)
-        return ast.Outputs(refs, self._span(meta))
+        spans = [(tok.value[1:], _tok_span(self.filename, tok)) for tok in children[1:] if tok is not None]
+        return ast.Outputs(tuple(ast.Ref(name, (), span, span) for name, span in spans), self._span(meta))
 
     @v_args(meta=True)
     def plain_line(self, meta, children):
