@@ -49,10 +49,10 @@ class UNet(nn.Module):
         w = [base, base * 2, base * 4, base * 8, base * 16]
         bottom = w[3] if padded else w[4]
         self.inc = double_conv(channels, w[0], padded)
-        self.downs = nn.ModuleList(
-            nn.Sequential(nn.MaxPool2d(2), double_conv(a, b, padded)) for a, b in zip(w[:3] + [w[3]], w[1:4] + [bottom]))
+        pairs = zip(w[:4], [*w[1:4], bottom], strict=True)
+        self.downs = nn.ModuleList(nn.Sequential(nn.MaxPool2d(2), double_conv(a, b, padded)) for a, b in pairs)
         outs = [w[2], w[1], w[0], w[0]] if padded else [w[3], w[2], w[1], w[0]]
-        self.ups = nn.ModuleList(Up(a, b, padded) for a, b in zip([bottom, *outs[:3]], outs))
+        self.ups = nn.ModuleList(Up(a, b, padded) for a, b in zip([bottom, *outs[:3]], outs, strict=True))
         self.outc = nn.Conv2d(w[0], classes, 1)
 
     def forward(self, x):

@@ -18,6 +18,7 @@ from archlang.compiler.loader import Unit, check_setting
 from archlang.compiler.lowering.shortcuts import lower_skip
 from archlang.compiler.lowering.sugar import SUGAR, expand
 from archlang.compiler.ops import OpSpec, ShapeError
+from archlang.compiler.ops.sampling import synonym_hint
 from archlang.compiler.replay import CallMemo
 from archlang.compiler.symbolic import Sym, Unstageable, is_symbolic
 from archlang.compiler.values import Env, count, evaluate
@@ -173,7 +174,8 @@ class Elaborator:
         if isinstance(last, ast.Outputs):
             self.outputs(last, body, heads)
         elif heads:
-            self.ir.outputs = [Output(main or "output", x.node)] + [Output(line.label, y.node, True) for line, y in heads]
+            self.ir.outputs = [Output(main or "output", x.node)] + [Output(line.label, y.node, True)
+                                                                    for line, y in heads]
         return self.ir
 
     def outputs(self, out: ast.Outputs, body: Body, heads: list) -> None:
@@ -258,7 +260,8 @@ class Elaborator:
             a, b = vals[rest[0]].shape, vals[i].shape
             if a.dims[1:] != b.dims[1:]:
                 raise ArchError(f"the branches of this {what} have different heights and widths: {a} and {b}",
-                                branches[i].span, notes=[Note(f"the first branch ({a}) is here", branches[rest[0]].span)],
+                                branches[i].span,
+                                notes=[Note(f"the first branch ({a}) is here", branches[rest[0]].span)],
                                 hint="only a reference flagged crop or pad is fitted to the others")
         hws = [v.shape.dims[1:] for v in vals]
         if any(is_symbolic(hw) for hw in hws):
@@ -485,7 +488,7 @@ class Elaborator:
             if ops.lookup(c.name + "3x3"):
                 hint = f"{c.name} needs a kernel size: {c.name}3x3, or as a value, {c.name} ... kernel=3"
             else:
-                hint = did_you_mean(c.name, [*env.unit.defs, *ops.user_words(), "skip", *SUGAR])
+                hint = synonym_hint(c.name) or did_you_mean(c.name, [*env.unit.defs, *ops.user_words(), "skip", *SUGAR])
             raise ArchError(f"unknown op or def '{c.name}'", c.name_span, hint=hint)
         spec, kernel = found
         return self.apply(spec, kernel, bind_op(spec, c, env), x, c.span, scope, env)
@@ -621,9 +624,14 @@ class Elaborator:
                                                                   entry=x.node)))
         if fits:
             vals = self.fit(vals, list(c.branches), fits, c.span, scope, "concat")
-        return self.concat_of(vals, list(c.branches), c.span, scope)
+        refs = [b for b in c.branches if isinstance(b, ast.Ref) and not b.args]
+        hint = None
+        if refs:
+            hint = (f"a reference can be fitted to the others' height and width: @{refs[0].name} crop "
+                    f"(centre crop) or @{refs[0].name} pad (zero pad)")
+        return self.concat_of(vals, list(c.branches), c.span, scope, hint)
 
-    def concat_of(self, vals: list[Val], branches: list, span: Span, scope: Scope) -> Val:
+    def concat_of(self, vals: list[Val], branches: list, span: Span, scope: Scope, hint: str | None = None) -> Val:
         if len(vals) == 1:
             return vals[0]
-        return self.join("_concat", vals, branches, span, scope)
+        return self.join("_concat", vals, branches, span, scope, hint=hint)

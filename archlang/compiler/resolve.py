@@ -20,6 +20,7 @@ from archlang.compiler import ops
 from archlang.compiler.loader import Unit
 from archlang.compiler.lowering.shortcuts import SKIP_POLICIES
 from archlang.compiler.lowering.sugar import SUGAR
+from archlang.compiler.ops.sampling import synonym_hint
 from archlang.errors import ArchError, did_you_mean
 from archlang.frontend import ast
 
@@ -136,7 +137,8 @@ class _Scope:
             if ops.lookup(c.name + "3x3"):
                 hint = f"{c.name} needs a kernel size: {c.name}3x3, or as a value, {c.name} ... kernel=3"
             else:
-                hint = did_you_mean(c.name, [*self.unit.defs, *ops.user_words(), "skip", *SUGAR])
+                words = [*self.unit.defs, *ops.user_words(), "skip", *SUGAR]
+                hint = synonym_hint(c.name) or did_you_mean(c.name, words)
             raise ArchError(f"unknown op or def '{c.name}'", c.name_span, hint=hint)
         spec = found[0]
         for arg in c.args:

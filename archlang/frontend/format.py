@@ -9,8 +9,8 @@ Works on tokens, so every comment and the grouping of lines by blank lines survi
 - repeats in ASCII: `×2` → `x2`, `×n` → `x(n)`, `×(n-1)` → `x(n-1)` (a count on the line after
   its `×` joins it);
 - the `=` of consecutive one-line labelled lines aligned (`aux NAME` counts as the label; a
-  blank line, an unlabelled line or a multi-line statement ends the run); `@name` written whole; trailing comments of consecutive lines aligned, two
-  spaces after the longest of those lines;
+  blank line, an unlabelled line or a multi-line statement ends the run); `@name` written whole;
+  trailing comments of consecutive lines aligned, two spaces after the longest of those lines;
 - blank lines: runs become one, none inside brackets, none at the start or end; no trailing
   whitespace, `\\n` line ends (for `\\r\\n`), one final newline, no byte-order mark.
 

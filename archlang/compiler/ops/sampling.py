@@ -161,6 +161,25 @@ register(OpSpec(
               Example("convtranspose1x3 5 /3 bias", "4x3x4")),
 ))
 
+# words other libraries and papers use for these ops, and what they are called here
+SYNONYMS = (("deconv", "convtranspose2x2 C /2 (or upconv2x2 C /2): a transposed conv"),
+            ("transpose", "convtranspose2x2 C /2 (or upconv2x2 C /2): a transposed conv"),
+            ("upconv", "upconv2x2 C /2: a 2x2 transposed conv that doubles the size"),
+            ("interpolate", "upsample 2 (nearest) or upsample 2 bilinear [align_corners]"),
+            ("upsampl", "upsample 2 (nearest) or upsample 2 bilinear [align_corners]"),
+            ("resize", "upsample size=S, or upsample 2"),
+            ("crop", "[@enc4 crop, skip]: a reference centre-cropped to the other branches' size"))
+
+
+def synonym_hint(word: str) -> str | None:
+    """A hint for an unknown op named as elsewhere (`deconv2x2`, `upsampling`, `interpolate`)."""
+    low = word.lower()
+    for stem, hint in SYNONYMS:
+        if stem in low:
+            return f"write {hint}"
+    return None
+
+
 # ---- fitting a reference to the other branches of a join (structural) ----
 
 
