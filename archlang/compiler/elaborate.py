@@ -222,6 +222,7 @@ class Elaborator:
         if name == "input":
             if "input" in body.written:
                 raise ref_error(r, list(body.values), body.written, None)
+            self.ir.ref_names.setdefault(body.input.node, name)
             return Val(body.input.node, body.input.shape, name)
         found = body.values.get(name)
         if found is None:

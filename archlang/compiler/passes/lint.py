@@ -33,7 +33,7 @@ def _check_block_is_a_function(ir: NetworkIR, scope) -> None:
     outside, last = scope.boundary()
     if last is None:
         return
-    assert len(outside) <= 1 or ir.ref_names, (scope.path, outside)
+    assert len(outside) <= 1 or outside - {scope.entry} <= set(ir.ref_names), (scope.path, outside)
     ids = {n.id for n in scope.walk_nodes()}
     for i in ids - {last}:
         assert all(c.id in ids for c in ir.consumers(i)), (scope.path, i)
