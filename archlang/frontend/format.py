@@ -263,7 +263,7 @@ def _render(lines: list[_Logical]) -> list[_Out]:
                 starts_closed = bool(p.tokens) and p.tokens[0].text in _CLOSERS
                 indent = base + INDENT * max(0, p.depth - starts_closed)
             rendered.append(_Out("code", indent, text, p.comment, block=block))
-        if len(rendered) == 1 and spaced in (1, 2) and logical.indent:
+        if len(rendered) == 1 and logical.indent and (spaced == 1 or (spaced == 2 and flat[0].text == "aux")):
             first = rendered[0]
             first.label, first.code = first.code.split(" = ", 1)
         out += rendered
