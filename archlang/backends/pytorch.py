@@ -205,10 +205,16 @@ class _Emitter:
                 lines.append("identity = x")
         fresh = 0
         guarded = False
+        # the next step of the eval path after each step (training-only heads run in between)
+        following, after = [0] * len(steps), len(steps)
+        for k in range(len(steps) - 1, -1, -1):
+            following[k] = after
+            if steps[k][0] not in training:
+                after = k
         for k, (out, inputs, make, shape) in enumerate(steps):
             args = ["x" if k == 0 and i == entry else names[i] for i in inputs]
             train_only = out in training
-            if not train_only and (uses.get(out, []) == [k + 1] or (out == result and not uses.get(out))):
+            if not train_only and (uses.get(out, []) == [following[k]] or (out == result and not uses.get(out))):
                 var = "x"
             elif out in self.labelled and (train_only or len(uses.get(out, [])) > 1 or uses.get(out) != [k + 1]):
                 var = self.variable(out, taken)
