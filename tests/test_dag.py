@@ -132,7 +132,8 @@ def test_a_fitted_reference_and_the_other_branches_meet_at_one_size(line, shape,
 
 
 def test_crop_and_pad_are_centred_as_the_u_net_and_milesial_take_them():
-    text = "network n:\n    input 1x9x8\n    a = maxpool2x2\n    c = [@input crop, upsample 2]\n    d = [@input pad, skip]\n"
+    text = ("network n:\n    input 1x9x8\n    a = maxpool2x2\n    c = [@input crop, upsample 2]\n"
+            "    d = [@input pad, skip]\n")
     net = archlang.compile(text)["n"]
     module = net.to_torch()
     x = torch.arange(72.0).reshape(1, 1, 9, 8)
@@ -222,16 +223,12 @@ network two_heads:
     assert deep.shape == (2, 3, 8, 8)
 
 
-def test_check_lists_every_output(capsys):
+def test_check_lists_every_output(capsys, tmp_path):
     from archlang.cli import main
 
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "aux.arch"
-        path.write_text(AUX)
-        assert main(["check", str(path)]) == 0
+    path = tmp_path / "aux.arch"
+    path.write_text(AUX)
+    assert main(["check", str(path)]) == 0
     out = capsys.readouterr().out
     assert "outputs: top 5, side 5 (training only), side2 5 (training only)" in out
 

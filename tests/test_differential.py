@@ -95,6 +95,8 @@ def test_generator_covers_the_language():
         r"^    (class|import|lambda|None) = ", r"^    (forward|training|to|state_dict) = ",
         r"(_modules|_parameters|__dict__|__class__|__init__|__call__) = ", r"^    __[a-z]\w* = ",
         r"network \w+\([^)]*Block=", r"\bZeroPadShortcut\b", r"\b(torch|nn|self|x) = ",
+        r"= @\w+ > ", r"\[@\w+", r"\[skip, @\w+", r"@\w+ crop", r"@\w+ pad", r"\| @\w+", r"^    aux \w+ = ",
+        r"^    aux \w+ = @\w+", r"^    output @\w+, @",
     ]:
         assert re.search(pattern, text, re.M), f"no generated program matches {pattern!r}"
 

@@ -63,6 +63,8 @@ class _Emitter:
     def variable(self, node_id: int, taken: set[str]) -> str:
         """A readable local name for a value read by reference (`enc4`), distinct from `taken`."""
         name = self.labelled.get(node_id, "y")
+        if name.startswith("__"):  # Python mangles `__w` inside a class
+            name = "_" + name.lstrip("_") if name.strip("_") else "y"
         if not name.isidentifier() or keyword.iskeyword(name) or name in _FORWARD_NAMES \
                 or re.fullmatch(r"h[0-9]+", name):
             name += "_"
