@@ -279,9 +279,10 @@ def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
             shortcut = node.role.is_shortcut or ir.nodes[src].role.is_shortcut
             gate = node.op == "_mul" and ir.nodes[src].shape != node.shape  # a broadcast factor: the gate
             ref = ir.ref_edges.get((src, node.id))
-            if ref is not None:  # a long skip: drawn beside the column, which it does not stretch
+            if ref is not None:  # a long skip: drawn beside the column, which it does not stretch (a head
+                # branching off by reference hangs below its source instead)
                 g.edge(a, b, label=f" @{ref} {_fmt(ir.nodes[src].shape.dims)}", style="dashed", color=REF_COLOUR,
-                       fontcolor=REF_COLOUR, constraint="false")
+                       fontcolor=REF_COLOUR, **({} if node.id in ir.training_only else {"constraint": "false"}))
                 continue
             style = ({"style": "dashed", "color": WS_COLOUR} if shortcut else
                      {"style": "bold", "color": GATE_COLOUR, "fontcolor": GATE_COLOUR} if gate else {})
