@@ -54,6 +54,12 @@ class Network:
         return self.ir.output.shape.dims
 
     @property
+    def outputs(self) -> list[tuple[str, tuple[int, ...], bool]]:
+        """(name, shape, training only) of every output, in the order the module returns them in
+        training mode; in eval mode it returns those that are not training only (one: a tensor)."""
+        return [(o.name, self.ir.nodes[o.node].shape.dims, o.training_only) for o in self.ir.heads]
+
+    @property
     def graph(self):
         return self.ir.graph
 
@@ -64,12 +70,14 @@ class Network:
     def _total(self, rule: str) -> int:
         if self._totals is None:  # one pass over the nodes serves every count
             sums = dict.fromkeys(("params", "buffers", "macs", "other_ops"), 0)
+            training = self.ir.training_only
             for n in self.ir.nodes:
                 c = node_cost(n)
                 sums["params"] += c.params
                 sums["buffers"] += c.buffers
-                sums["macs"] += c.macs
-                sums["other_ops"] += c.other_ops
+                if n.id not in training:  # the work of auxiliary heads is done in training only
+                    sums["macs"] += c.macs
+                    sums["other_ops"] += c.other_ops
             self._totals = sums
         return self._totals[rule]
 
@@ -84,7 +92,8 @@ class Network:
 
     @property
     def macs(self) -> int:
-        """Multiply-accumulates of conv and dense at batch 1, bias excluded (torchvision's convention)."""
+        """Multiply-accumulates of conv and dense at batch 1, bias excluded (torchvision's convention),
+        of the eval path: auxiliary heads are left out (the report gives theirs)."""
         return self._total("macs")
 
     @property

@@ -83,13 +83,19 @@ def cmd_check(args) -> int:
     program = _compile(args)
     if args.json:
         rows = [{"name": n.name, "input_shape": list(n.input_shape), "output_shape": list(n.output_shape),
-                 "params": n.params, "projections": [p.path for p in n.projections]} for n in program]
+                 "params": n.params, "projections": [p.path for p in n.projections],
+                 **({"outputs": [{"name": name, "shape": list(dims), "training_only": train}
+                                 for name, dims, train in n.outputs]} if n.ir.outputs else {})} for n in program]
         print(json.dumps(rows, indent=2))
         return 0
     width = max((len(n.name) for n in program), default=0)
     for net in program:
         print(f"{net.name:<{width}}  {_shape(net.input_shape)} → {_shape(net.output_shape)}  "
               f"{net.params:,} params")
+        if net.ir.outputs:
+            shown = ", ".join(f"{name} {_shape(dims)}" + (" (training only)" if train else "")
+                              for name, dims, train in net.outputs)
+            print(f"{'':<{width}}  outputs: {shown}")
         for line in net.shortcut_summary():
             print(f"{'':<{width}}  {line}")
         for note in net.notes:

@@ -3,7 +3,8 @@ the IR's figures against the generated PyTorch module, through the public API on
 
 `check(text)` returns the list of findings for a program that compiles (empty: all agree):
     - `net.source()` builds the module (`net.to_torch()`), and two compilations give byte-identical source;
-    - a forward pass on a random batch of 2 gives the IR's output shape;
+    - a forward pass on a random batch of 2 gives the IR's output shape (and in training mode, for a
+      network with auxiliary heads, every output's);
     - `sum(p.numel())` of the module = `net.params`;
     - `FlopCounterMode`'s total / 2 at batch 1 = `net.macs`;
     - the `archc fmt` layout of the program compiles to the same networks (same report dicts), and
@@ -98,6 +99,18 @@ def check_network(net, text: str, *, batch: int = 2) -> list[Finding]:
         return found
     if not isinstance(y, torch.Tensor) or tuple(y.shape) != (batch, *net.output_shape):
         add("shape", f"output {tuple(getattr(y, 'shape', ()))}, the IR {(batch, *net.output_shape)}")
+    if net.ir.outputs:  # auxiliary heads: in training mode every output, in the order the IR lists them
+        try:
+            with torch.no_grad():
+                ys = model.train()(torch.randn(batch, *net.input_shape))
+            model.eval()
+        except Exception as err:  # noqa: BLE001
+            add("forward", f"in training mode: {_where(err)}")
+            return found
+        want = [(batch, *dims) for _, dims, _ in net.outputs]
+        got = [tuple(t.shape) for t in ys] if isinstance(ys, tuple) else [tuple(getattr(ys, "shape", ()))]
+        if got != want:
+            add("shape", f"training-mode outputs {got}, the IR {want}")
     macs = counter.get_total_flops() // 2
     if macs != net.macs:
         add("macs", f"FlopCounterMode/2 = {macs:,}, the IR {net.macs:,}")

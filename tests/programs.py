@@ -14,7 +14,9 @@ and its pad/project/optional flags, concats with a `skip` item, `inception[...]`
 forms and the `bn` flag, repeats in every spelling with literal, parameter and arithmetic
 counts, defs (one-line and block bodies, parameters with defaults that use earlier parameters
 and `in`, `/S` binding `stride`, keyword arguments, nested calls), `in.c`/`in.h`/`in.w`,
-labelled and unlabelled lines, network parameters with defaults, and hostile names.
+labelled and unlabelled lines, network parameters with defaults, and hostile names; references
+to earlier labelled lines (starting a line, as a concat or sum branch, fitted by crop or pad),
+auxiliary heads and `output` lines.
 
 Each feature that today's emitter is known to trip on can be switched off (`Features`), so a
 failure can be put in its class by turning features off one at a time."""
@@ -39,6 +41,7 @@ class Features:
     class_names: bool = True         # Block, ZeroPadShortcut, the network's own class name
     generated_names: bool = True     # labels equal to generated layer names (conv, conv1, bn, ws, branch1)
     codegen_names: bool = True       # torch, nn, x, self, F
+    references: bool = True          # lines that read earlier lines (`@label`, fitted by crop/pad), aux heads
 
     @classmethod
     def none(cls) -> Features:
@@ -82,7 +85,9 @@ NEVER = {"use", "set", "def", "network", "input", "in", "same", "valid", "bias",
          "ceil", "floor", "exclude_pad", "kernel", "slope", "init", "parts", "index", "gmp", "layernorm", "chunk",
          "shuffle", "pointwise", "layerscale", "stochastic_depth", "droppath", "leakyrelu", "adaptive_avgpool",
          "adaptive_maxpool", "tokens", "class_token", "pos_embedding", "token", "mha", "heads", "channels_last",
-         "channels_first"}
+         "channels_first",
+         "upsample", "convtranspose", "upconv", "crop", "nearest", "bilinear", "align_corners",
+         "output_padding", "scale", "aux", "output"}
 
 
 def class_name(network: str) -> str:
@@ -1118,6 +1123,9 @@ class Gen:
         settings = dict(self.settings)
         ctx = Ctx(env, inp, settings, self.defs)
         lines, s, labels = [], inp, set()
+        known: list[tuple[str, Shape]] = []  # labelled lines a later line may refer to, and their shapes
+        heads: list[str] = []
+        last_label = None
         all_bare = r.random() < 0.2  # a network written with no labels at all, as many people write
         for _ in range(r.randint(1, 6)):
             if r.random() < 0.15:
@@ -1127,7 +1135,25 @@ class Gen:
                 settings[key] = value
                 lines.append(f"set {key} = {value}")
             ctx.inp = s
+            if self.f.references and lines and r.random() < 0.12:  # an auxiliary head: the chain goes on past it
+                start, text_from = s, ""
+                if known and r.random() < 0.5:
+                    lab, start = r.choice(known)
+                    text_from = f"@{lab} > "
+                e, _ = self.seq(start, ctx, 1)
+                name = self.fresh(SAFE_LABELS, labels, label=True)
+                heads.append(name)
+                lines.append(f"aux {name} = {text_from}{_wrap(e, 2)}")
+                continue
+            ref = self.reference(s, known, ctx) if self.f.references and known and r.random() < 0.3 else None
             unlabelled = self.f.unlabelled and (all_bare or r.random() < 0.35)
+            if ref is not None:
+                text, s = ref
+                last_label = None if unlabelled else self.fresh(SAFE_LABELS, labels, label=True)
+                lines.append(text if last_label is None else f"{last_label} = {text}")
+                if last_label is not None and last_label != "input":
+                    known.append((last_label, s))
+                continue
             if unlabelled and r.random() < 0.5:  # the forms people write bare: def calls, inception
                 e = self.call(s, ctx, 2) if r.random() < 0.6 or not is_image(s) else self.inception(s, ctx)
                 out = self.valid(e, s, ctx) if e is not None else None
@@ -1137,13 +1163,43 @@ class Gen:
                 e, out = self.seq(s, ctx, 2)
             s = out
             if unlabelled:
+                last_label = None
                 lines.append(e.render())
             else:
-                lines.append(f"{self.fresh(SAFE_LABELS, labels, label=True)} = {e.render()}")
+                last_label = self.fresh(SAFE_LABELS, labels, label=True)
+                lines.append(f"{last_label} = {e.render()}")
+                if last_label != "input":  # `@input` is the network's input
+                    known.append((last_label, s))
+        if heads and last_label is not None and r.random() < 0.5:
+            order = [last_label, *heads]
+            r.shuffle(order)
+            lines.append("output " + ", ".join(f"@{n}" for n in order))
         ps = ", ".join(f"{p}={v!r}" for p, v in params)
         head = f"network {name}({ps}):" if params else f"network {name}:"
         shape = "x".join(map(str, inp))
         return head + "\n" + f"    input {shape}\n" + "".join(f"    {line}\n" for line in lines)
+
+    def reference(self, s: Shape, known: list, ctx: Ctx) -> tuple[str, Shape] | None:
+        """A line that reads an earlier labelled line: starting with it, or as a branch of a concat
+        or a sum (fitted by crop or pad where the sizes differ); its text and output shape."""
+        r = self.r
+        lab, ls = r.choice(known)
+        kind = r.choice(["start", "concat", "concat", "sum"])
+        if kind == "start" or not (is_image(s) and is_image(ls)):
+            if kind != "start" and ls == s:
+                return f"skip | @{lab}", s
+            e, out = self.seq(ls, ctx, 1)
+            return f"@{lab} > {_wrap(e, 2)}", out
+        if kind == "sum" and ls[0] != s[0]:
+            return None
+        flag = "" if ls[1:] == s[1:] and r.random() < 0.7 else r.choice([" crop", " pad"])
+        pick = max if flag == " pad" else min
+        h, w = (pick(ls[1], s[1]), pick(ls[2], s[2])) if flag else s[1:]
+        if kind == "sum":
+            return f"{r.choice(ACTIVATIONS)} | @{lab}{flag}", (s[0], h, w)
+        items = [f"@{lab}{flag}", "skip"]
+        r.shuffle(items)
+        return f"[{', '.join(items)}]", (ls[0] + s[0], h, w)
 
     def program(self) -> str:
         r = self.r

@@ -97,6 +97,8 @@ def test_generator_covers_the_language():
         r"network \w+\([^)]*Block=", r"\bZeroPadShortcut\b", r"\b(torch|nn|self|x) = ",
         r"\btokens\b", r"\bclass_token\b", r"\bpos_embedding\b", r"\btoken( \d)?\b", r"\bmha \d", r"mha heads=",
         r"mha [^\n>|]*dropout=", r"tokens[^\n]*\| skip", r"tokens[^\n]*\[",
+        r"= @\w+ > ", r"\[@\w+", r"\[skip, @\w+", r"@\w+ crop", r"@\w+ pad", r"\| @\w+", r"^    aux \w+ = ",
+        r"^    aux \w+ = @\w+", r"^    output @\w+, @",
     ]:
         assert re.search(pattern, text, re.M), f"no generated program matches {pattern!r}"
 

@@ -39,6 +39,9 @@ REFERENCE = [
     ("bottleneck_cost.arch", "conv5x5_bottleneck", (192, 28, 28), (32, 28, 28), 15_920, 12_443_648, []),
     ("bottleneck_cost.arch", "conv1x1_32", (192, 28, 28), (32, 28, 28), 6_176, 4_816_896, []),
     ("dense_residual.arch", "dense_residual", (128,), (256,), 131_584, 131_072, ["ws"]),
+    # (tests/test_unet.py holds the two against a hand-written U-Net)
+    ("unet.arch", "unet", (1, 572, 572), (2, 388, 388), 31_030_658, 150_428_424_448, []),
+    ("unet.arch", "unet_padded", (3, 256, 256), (2, 256, 256), 17_263_042, 39_984_300_032, []),
     ("dense_residual.arch", "dense_residual_pad", (128,), (256,), 98_816, 98_304, ["ws"]),
 ]
 

@@ -140,10 +140,14 @@ def test_torchvision_named_specs_load_torchvision_state_dicts_as_they_are(networ
 TV_SPECS = SPECS / "torchvision"
 # builder keyword arguments where torchvision's defaults are not the spec's model
 TV_KWARGS = {"googlenet": {"aux_logits": False, "init_weights": False},
-             "inception_v3": {"aux_logits": False, "init_weights": False}}
+             "inception_v3": {"aux_logits": False, "init_weights": False},
+             "googlenet_aux": {"aux_logits": True, "init_weights": False},
+             "inception_v3_aux": {"aux_logits": True, "init_weights": False}}
+# networks that are a torchvision model built with other arguments (TV_KWARGS): the model's builder
+TV_BUILDERS = {"googlenet_aux": "googlenet", "inception_v3_aux": "inception_v3"}
 # input size of the output comparison: 64 (every one of these is convolutional up to a global or
 # adaptive pool) unless the network needs more; params and MACs are always checked at full size
-TV_SIZE = {"inception_v3": 299,
+TV_SIZE = {"inception_v3": 299, "inception_v3_aux": 299,
            # a ViT's position embedding fixes its input size
            "vit_b_16": 224, "vit_b_32": 224, "vit_l_16": 224, "vit_l_32": 224, "vit_h_14": 224,
            # MaxViT's partitions need each stage's size to be a multiple of 7
@@ -151,8 +155,6 @@ TV_SIZE = {"inception_v3": 299,
            # a Swin pads its feature maps to whole windows: at 112 windows pad, and stages shift or not
            "swin_t": 112, "swin_s": 112, "swin_b": 112, "swin_v2_t": 112, "swin_v2_s": 112, "swin_v2_b": 112}
 TV_SLOW_PARAMS = 50_000_000  # larger models are slow-marked (they still run in CI)
-TRANSFORMERS = {"vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14", "swin_t", "swin_s", "swin_b",
-                "swin_v2_t", "swin_v2_s", "swin_v2_b", "maxvit_t"}
 
 
 def _tv_cases():
@@ -167,14 +169,15 @@ def _tv_cases():
 TV_CASES = _tv_cases()
 
 
-def test_specs_torchvision_hold_every_convolutional_model_of_torchvision_by_its_name():
+def test_specs_torchvision_hold_every_classification_model_of_torchvision_by_its_name():
     classification = set(models.list_models(module=models))
     named = [c.values[1] for c in TV_CASES]
     assert len(named) == len(set(named)), "a model is written twice"
-    assert set(named) <= classification, sorted(set(named) - classification)
-    missing = classification - TRANSFORMERS - set(named)
+    models_named = {TV_BUILDERS.get(n, n) for n in named}
+    assert models_named <= classification, sorted(models_named - classification)
+    missing = classification - models_named
     assert not missing, f"not written yet: {sorted(missing)}"
-    assert len(named) == 80
+    assert len(models_named) == 80 and len(named) == 80 + len(TV_BUILDERS)
 
 
 @pytest.mark.parametrize(("file", "network"), TV_CASES)
@@ -184,7 +187,8 @@ def test_torchvision_spec_is_exact(file, network):
     from tests.torchvision_ref import compare
 
     with torch.no_grad():
-        figures = compare(TV_SPECS / file, network, TV_SIZE.get(network, 64), **TV_KWARGS.get(network, {}))
+        figures = compare(TV_SPECS / file, network, TV_SIZE.get(network, 64), builder=TV_BUILDERS.get(network),
+                          **TV_KWARGS.get(network, {}))
     print(network, figures)
 
 
@@ -221,3 +225,37 @@ def test_maxvit_partition_attention_equals_torchvision(kind, h, w):
                     out = attention(tokens[:, None])[:, 0]
                     expected[:, :, a::gh, b::gw] = out.transpose(1, 2).reshape(2, 8, 3, 3)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("file", "network", "size", "heads"),
+                         [("googlenet.arch", "googlenet_aux", 64, 3), ("inception.arch", "inception_v3_aux", 299, 2)])
+def test_auxiliary_heads_return_torchvisions_tuple_in_training_mode(file, network, size, heads):
+    """googlenet_aux returns torchvision's GoogLeNetOutputs (logits, aux2, aux1) in training mode and
+    inception_v3_aux its InceptionOutputs (logits, aux), with torchvision's re-randomised weights:
+    BN on batch statistics, dropout (GoogLeNet's heads' 0.7, the trunk's) drawing the same masks from
+    the same seed, as the heads' dropouts run in the same order; in eval mode the logits alone."""
+    net = archlang.compile_file(TV_SPECS / file, network=network)[network]
+    assert [train for _, _, train in net.outputs] == [False] + [True] * (heads - 1)
+    torch.manual_seed(0)
+    reference = rerandomise(getattr(models, TV_BUILDERS[network])(weights=None, **TV_KWARGS[network]), seed=3)
+    generated = net.to_torch()
+    archlang.load_weights(generated, reference.state_dict())
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(4))
+    reference.train()
+    generated.train()
+    with torch.no_grad():
+        torch.manual_seed(5)
+        expected = reference(x)
+        torch.manual_seed(5)
+        got = generated(x)
+    assert isinstance(got, tuple) and len(got) == len(expected) == heads
+    for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+        scale = e.abs().max().item()
+        print(f"{network} training output {i}: max abs diff {(g - e).abs().max().item():.3g} (scale {scale:.3g})")
+        torch.testing.assert_close(g, e, atol=1e-4 * scale, rtol=1e-4)
+    reference.eval()
+    generated.eval()
+    with torch.no_grad():
+        expected, got = reference(x), generated(x)
+    assert isinstance(got, torch.Tensor)
+    torch.testing.assert_close(got, expected, atol=1e-4 * expected.abs().max().item(), rtol=1e-4)

@@ -20,10 +20,16 @@ DEFAULT_DEPTH = 2
 FONT = "Helvetica"
 WS_COLOUR = "#d9822b"
 GATE_COLOUR = "#7b4ea3"  # the edge of a gate into its multiply (squeeze-and-excitation)
+REF_COLOUR = "#2f6fb0"  # a value read by reference (`@enc4`): a long skip, drawn beside the column
+AUX_COLOUR = "#8a8a8a"  # an auxiliary head's output (training only)
 BLOCK_FILL = "#f4f7fb"
 LEGEND_WS = (f'<tr><td border="1" style="dashed" color="{WS_COLOUR}" bgcolor="#fdf0e2">  Ws  </td>'
              f'<td align="left">inserted shortcut: projection or zero-pad</td></tr>')
 LEGEND_ADD = '<tr><td>+</td><td align="left">residual sum</td></tr>'
+LEGEND_REF = (f'<tr><td><font color="{REF_COLOUR}">@name</font></td>'
+              '<td align="left">an earlier line read by reference (long skip)</td></tr>')
+LEGEND_AUX = (f'<tr><td border="1" style="dashed" color="{AUX_COLOUR}">aux</td>'
+              '<td align="left">auxiliary head: computed and returned in training only</td></tr>')
 LEGEND_GATE = (f'<tr><td bgcolor="#efe3f7"><font color="{GATE_COLOUR}">×</font></td>'
                f'<td align="left"><font color="{GATE_COLOUR}">gate</font>: '
                'channels scaled by a broadcast factor</td></tr>')
@@ -248,7 +254,20 @@ def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
 
     emit(g, order)
     out_id = "output"
-    g.node(out_id, f"output {_fmt(ir.output.shape.dims)}", shape="oval")
+    outputs = []  # (DOT id, source node id)
+    if ir.outputs:
+        for k, out in enumerate(ir.outputs):
+            dot_id = out_id if k == 0 else f"output{k}"
+            shape_text = _fmt(ir.nodes[out.node].shape.dims)
+            if out.training_only:
+                g.node(dot_id, f"{out.name} {shape_text}\n(training only)", shape="oval", style="dashed",
+                       color=AUX_COLOUR, fontcolor="#555555")
+            else:
+                g.node(dot_id, f"output {out.name} {shape_text}", shape="oval")
+            outputs.append((dot_id, out.node))
+    else:
+        g.node(out_id, f"output {_fmt(ir.output.shape.dims)}", shape="oval")
+        outputs.append((out_id, ir.output.id))
 
     seen = set()
     for node in ir.nodes:
@@ -259,17 +278,27 @@ def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
             seen.add((a, b))
             shortcut = node.role.is_shortcut or ir.nodes[src].role.is_shortcut
             gate = node.op == "_mul" and ir.nodes[src].shape != node.shape  # a broadcast factor: the gate
+            ref = ir.ref_edges.get((src, node.id))
+            if ref is not None:  # a long skip: drawn beside the column, which it does not stretch (a head
+                # branching off by reference hangs below its source instead)
+                g.edge(a, b, label=f" @{ref} {_fmt(ir.nodes[src].shape.dims)}", style="dashed", color=REF_COLOUR,
+                       fontcolor=REF_COLOUR, **({} if node.id in ir.training_only else {"constraint": "false"}))
+                continue
             style = ({"style": "dashed", "color": WS_COLOUR} if shortcut else
                      {"style": "bold", "color": GATE_COLOUR, "fontcolor": GATE_COLOUR} if gate else {})
             g.edge(a, b, label=(" gate " if gate else " ") + _fmt(ir.nodes[src].shape.dims), **style)
-    g.edge(ids[of_node[ir.output.id].key], out_id, label=" " + _fmt(ir.output.shape.dims))
+    for dot_id, node_id in outputs:
+        style = {"style": "dashed", "color": AUX_COLOUR} if node_id in ir.training_only else {}
+        g.edge(ids[of_node[node_id].key], dot_id, label=" " + _fmt(ir.nodes[node_id].shape.dims), **style)
 
     gates = any(not box.scopes and box.nodes[0].op == "_mul" for box in boxes)
-    if any(n.role.is_shortcut for n in ir.nodes) or gates:
+    refs = any(ids[of_node[src].key] != ids[of_node[dst].key] for src, dst in ir.ref_edges)
+    aux = any(o.training_only for o in ir.outputs)
+    if any(n.role.is_shortcut for n in ir.nodes) or gates or refs or aux:
         sums = any(not box.scopes and box.nodes[0].role is Role.MERGE and REGISTRY[box.nodes[0].op].draw.text == "+"
                    for box in boxes)
         rows = (LEGEND_WS if any(n.role.is_shortcut for n in ir.nodes) else "") + (LEGEND_ADD if sums else "") \
-            + (LEGEND_GATE if gates else "")
+            + (LEGEND_GATE if gates else "") + (LEGEND_REF if refs else "") + (LEGEND_AUX if aux else "")
         g.node("legend", label=f'<<table border="0" cellborder="0" cellspacing="2" cellpadding="2">{rows}</table>>',
                shape="plaintext", fontsize="9")
         g.edge(out_id, "legend", style="invis")

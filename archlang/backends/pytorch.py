@@ -38,6 +38,7 @@ class _Class:
     doc: str
     init: list[str]
     forward: list[str]
+    args: str = "x"  # what forward takes after self
 
 
 @dataclass
@@ -51,11 +52,37 @@ class _Emitter:
     def __post_init__(self) -> None:
         self.taken = helper_classes() | {self.ir.class_name, "nn", "torch"} | set(self.ir.parameter_names.values())
         self.flags: dict[int, str] = {}  # staged: node id → the attribute saying whether its optional inputs join
-        self.last = {}  # id(scope) → (input id, output id) of each block with nodes
+        self.last = {}  # id(scope) → (input ids, output id) of each block with nodes
         for scope in self.ir.root.walk_scopes():
-            outside, last = scope.boundary()
+            _, last = scope.boundary()
             if last is not None:
-                self.last[id(scope)] = (next(iter(outside), None), last)
+                self.last[id(scope)] = (scope.inputs(), last)
+        # the values a forward names after their label: those read by `@label`, and the outputs
+        self.labelled = {**self.ir.ref_names, **{o.node: o.name for o in self.ir.outputs}}
+
+    def variable(self, node_id: int, taken: set[str]) -> str:
+        """A readable local name for a value read by reference (`enc4`), distinct from `taken`."""
+        name = self.labelled.get(node_id, "y")
+        if name.startswith("__"):  # Python mangles `__w` inside a class
+            name = "_" + name.lstrip("_") if name.strip("_") else "y"
+        if not name.isidentifier() or keyword.iskeyword(name) or name in _FORWARD_NAMES \
+                or re.fullmatch(r"h[0-9]+", name):
+            name += "_"
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        return name
+
+    def params(self, scope: Scope) -> list[tuple[int, str]]:
+        """What a block's forward takes: its input `x`, then each value it reads by reference."""
+        if scope is self.ir.root:
+            return [(self.ir.input.id, "x")]
+        inputs = self.last.get(id(scope), ([], None))[0]
+        taken: set[str] = set()
+        return [(i, "x" if k == 0 else self.variable(i, taken)) for k, i in enumerate(inputs)] or [(-1, "x")]
+
+    def forward_args(self, scope: Scope) -> str:
+        return ", ".join(name for _, name in self.params(scope))
 
     # ---- blocks ----
 
@@ -72,10 +99,11 @@ class _Emitter:
                 return f"nn.Sequential(*({made[0]} for _ in range({len(made)})))"
             return f"nn.Sequential({', '.join(made)})"
         init, forward = self.body(scope, scope.items)
-        key = (tuple(init), tuple(forward))
+        args = self.forward_args(scope)
+        key = (tuple(init), tuple(forward), args)
         cls = self.classes.get(key)
         if cls is None:
-            cls = _Class(self._class_name(scope), self._doc(scope), init, forward)
+            cls = _Class(self._class_name(scope), self._doc(scope), init, forward, args)
             self.classes[key] = cls
         return f"{cls.name}()"
 
@@ -124,20 +152,23 @@ class _Emitter:
 
     def forward(self, scope: Scope, items: list) -> list[str]:
         ir = self.ir
-        entry, result = (ir.input.id, ir.output.id) if scope is ir.root else self.last.get(id(scope), (None, None))
+        root = scope is ir.root
+        params = self.params(scope)
+        entry = params[0][0]
+        result = ir.output.id if root else self.last.get(id(scope), (None, None))[1]
         steps = []  # (output id, input ids, expression maker, shape)
         for item in items:
             if isinstance(item, Scope):
                 if id(item) not in self.last:  # an empty block: the identity, still called for its hooks
                     continue
-                src, out = self.last[id(item)]
+                srcs, out = self.last[id(item)]
                 if item.condition is not None:  # a staged shortcut: None where the shapes agree
                     def make(a, n=item.name):
                         return f"{a[0]} if self.{n} is None else self.{n}({a[0]})"
                 else:
                     def make(a, n=item.name):
-                        return f"self.{n}({a[0]})"
-                steps.append((out, [src], make, _block_shape(item, ir.nodes[out].shape)))
+                        return f"self.{n}({', '.join(a)})"
+                steps.append((out, list(srcs), make, _block_shape(item, ir.nodes[out].shape)))
             else:
                 emit = emission(item)
                 if emit.call is not None and _conditional(item):
@@ -157,27 +188,58 @@ class _Emitter:
                                   lambda a, e=emit, n=item: e.forward(a[0], f"self.{n.name}"), item.shape))
                 else:
                     steps.append((item.id, list(item.inputs), lambda a, n=item: f"self.{n.name}({a[0]})", item.shape))
+        # what the network returns: its outputs (several where it has heads), else the result
+        returned = [o.node for o in ir.heads] if root and ir.outputs else [result]
+        training = ir.training_only if root else set()
         uses: dict[int, list[int]] = {}
         for k, (_, inputs, _, _) in enumerate(steps):
             for i in inputs:
                 uses.setdefault(i, []).append(k)
+        if root and ir.outputs:
+            for i in returned:
+                uses.setdefault(i, []).append(len(steps))
         names: dict[int, str] = {}
+        taken = {name for _, name in params} | {"identity"}
         lines = []
+        for i, name in params[1:]:
+            names[i] = name
         if entry is not None and steps:
             names[entry] = "x"
             if uses.get(entry, []) != [0]:  # read again later: keep it out of `x`, which the steps reuse
                 names[entry] = "identity"
                 lines.append("identity = x")
         fresh = 0
+        guarded = False
+        # the next step of the eval path after each step (training-only heads run in between)
+        following, after = [0] * len(steps), len(steps)
+        for k in range(len(steps) - 1, -1, -1):
+            following[k] = after
+            if steps[k][0] not in training:
+                after = k
         for k, (out, inputs, make, shape) in enumerate(steps):
             args = ["x" if k == 0 and i == entry else names[i] for i in inputs]
-            if uses.get(out, []) == [k + 1] or (out == result and not uses.get(out)):
+            train_only = out in training
+            if not train_only and (uses.get(out, []) == [following[k]] or (out == result and not uses.get(out))):
                 var = "x"
+            elif out in self.labelled and (train_only or len(uses.get(out, [])) > 1 or uses.get(out) != [k + 1]):
+                var = self.variable(out, taken)
             else:
                 fresh += 1
                 var = f"h{fresh}"
-            lines.append(f"{var} = {make(args)}  # {_fmt(shape)}")
+            if train_only and not guarded:
+                lines.append("if self.training:  # auxiliary heads")
+            guarded = train_only
+            lines.append(f"{'    ' if train_only else ''}{var} = {make(args)}  # {_fmt(shape)}")
             names[out] = var
+        if root and ir.outputs:
+            def name_of(i):
+                return names.get(i, "x" if i == entry else f"x{i}")
+            heads = [name_of(o.node) for o in ir.heads]
+            main = [name_of(o.node) for o in ir.heads if not o.training_only]
+            if len(main) < len(heads):
+                lines += ["if self.training:", f"    return {', '.join(heads)}"]
+            lines.append(f"return {', '.join(main)}")
+            return lines
         if result is not None and steps and names.get(result, "x") != "x":
             lines.append(f"x = {names[result]}")
         lines.append("return x")
@@ -217,12 +279,16 @@ def _fmt(t: TensorType) -> str:
 
 
 def _class_lines(name: str, doc: str, init: list[str], forward: list[str], signature: str = "self",
-                 preamble: tuple[str, ...] = ()) -> list[str]:
+                 preamble: tuple[str, ...] = (), forward_args: str = "x") -> list[str]:
     out = ["", "", f"class {name}(nn.Module):", f'    """{doc}"""', "", f"    def __init__({signature}):",
            "        super().__init__()"]
     out += [wrapped for line in (*preamble, *init) for wrapped in _wrap(line, "        ")]
-    out += ["", "    def forward(self, x):"] + [_fit(line, "        ") for line in forward]
+    out += ["", f"    def forward(self, {forward_args}):"] + [_fit(line, "        ") for line in forward]
     return out
+
+
+# names a forward uses besides its parameters and h1, h2, ...: a label read by reference steps aside
+_FORWARD_NAMES = frozenset({"self", "x", "identity", "torch", "nn", "super", "input"})
 
 
 LINE = 120  # the generated files' line length (ruff's, in this project)
@@ -300,6 +366,7 @@ def _file(ir: NetworkIR, source_name: str, version: str, imports, helpers, class
     out = [f'"""{ir.name}: generated by archc {version} from {_docstring_safe(source_name)}; do not edit.',
            "",
            f"Input {_fmt(ir.input.shape)} (batch first: N x {_fmt(ir.input.shape)}), output {_fmt(ir.output.shape)}.",
+           *_outputs_doc(ir),
            "Needs only torch.", '"""', ""]
     out += [f"import {name}" for name in sorted(imports)]
     out += ["from torch import nn"]
@@ -310,6 +377,15 @@ def _file(ir: NetworkIR, source_name: str, version: str, imports, helpers, class
     return "\n".join(out) + "\n"
 
 
+def _outputs_doc(ir: NetworkIR) -> list[str]:
+    """The docstring's line on a network that returns several outputs."""
+    if not ir.outputs:
+        return []
+    shown = ", ".join(f"{o.name} {_fmt(ir.nodes[o.node].shape)}" for o in ir.heads)
+    main = ", ".join(o.name for o in ir.heads if not o.training_only)
+    return [f"Returns ({shown}) in training mode; in eval mode {main}."]
+
+
 def emit_specialised(ir: NetworkIR, source_name: str, version: str) -> str:
     """The module with every value fixed to the compiled ones (its constructor refuses others)."""
     em = _Emitter(ir)
@@ -318,7 +394,7 @@ def emit_specialised(ir: NetworkIR, source_name: str, version: str) -> str:
     cls = ir.class_name
     params = [ir.parameter_names[k] for k in ir.arguments]
     args = ", ".join(f"{p}={v!r}" for p, v in zip(params, ir.arguments.values(), strict=True))
-    classes = [_class_lines(c.name, c.doc, c.init, c.forward) for c in em.classes.values()]
+    classes = [_class_lines(c.name, c.doc, c.init, c.forward, forward_args=c.args) for c in em.classes.values()]
     doc = f"{ir.name}: {_fmt(ir.input.shape)} → {_fmt(ir.output.shape)}."
     preamble: tuple[str, ...] = ()
     if ir.arguments:
@@ -470,15 +546,16 @@ class _StagedEmitter:
             return f"nn.Sequential({', '.join(texts)})", names
         init, names = self.module_init(scope, ctx)
         forward = self.forward(ctx.ir, scope)
+        args = self.forwarder(ctx.ir).forward_args(scope)
         params = [n for n in ctx.order if n in names]
         stem = _Emitter._stem(scope)
         doc = _Emitter._doc(scope)
 
         def make(token):
-            return _class_lines(token, doc, init, forward, ", ".join(["self", *params]))
+            return _class_lines(token, doc, init, forward, ", ".join(["self", *params]), forward_args=args)
 
         token = self._class(("block", stem if scope.kind is not ScopeKind.LABEL else "", tuple(init),
-                             tuple(forward), tuple(params)), stem, make)
+                             tuple(forward), tuple(params), args), stem, make)
         return f"{token}({', '.join(params)})", frozenset(params)
 
     def module_init(self, scope: Scope, ctx: _Ctx) -> tuple[list[str], frozenset[str]]:

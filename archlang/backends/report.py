@@ -53,10 +53,13 @@ class Row:
     def activation_bytes(self) -> int:
         return self.activations * BYTES_PER_ELEMENT
 
-    def add(self, node: Node) -> None:
+    def add(self, node: Node, work: bool = True) -> None:
+        """Adds a node's counts; without `work` its parameters only (an auxiliary head in a total)."""
         c = node_cost(node)
         self.params += c.params
         self.buffers += c.buffers
+        if not work:
+            return
         self.macs += c.macs
         self.other_ops += c.other_ops
         spec = REGISTRY[node.op]
@@ -94,6 +97,10 @@ class Report:
     total: Row
     projections: list[str] = field(default_factory=list)
     pad_shortcuts: list[str] = field(default_factory=list)
+    # every output of a network that returns several (an `output` line, `aux` heads), in order; an
+    # auxiliary head's counts are its own layers' (the total's MACs are the eval path's)
+    outputs: list[Row] = field(default_factory=list)
+    training_only: list[bool] = field(default_factory=list)
 
     @property
     def flops(self) -> int:
@@ -112,7 +119,9 @@ class Report:
             **({"parts": dict(t.parts)} if t.parts else {}),
             "convention": " ".join(CONVENTION),
             "layers": [r.to_dict() for r in self.rows],
-        }
+        } | ({"outputs": [{"name": r.name, "shape": list(r.shape), "training_only": t, "params": r.params,
+                            "macs": r.macs} for r, t in zip(self.outputs, self.training_only, strict=True)]}
+             if self.outputs else {})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
@@ -141,6 +150,18 @@ class Report:
             lines.append(f"zero-pad shortcuts: {', '.join(self.pad_shortcuts)}")
         if t.parts:
             lines.append("of the MACs: " + ", ".join(f"{part} {macs:,}" for part, macs in t.parts.items()))
+        if self.outputs:
+            shown = []
+            for row, train in zip(self.outputs, self.training_only, strict=True):
+                text = f"{row.name} {_shape(row.shape)}"
+                if train:
+                    text += f" (training only: its head {row.params:,} params, {row.macs:,} MACs)"
+                shown.append(text)
+            lines.append(f"outputs: {'; '.join(shown)}")
+            extra = sum(r.macs for r, t in zip(self.outputs, self.training_only, strict=True) if t)
+            if extra:
+                lines.append(f"MACs, other ops and activations are the eval path's; in training the auxiliary "
+                             f"heads add {extra:,} MACs ({_si(self.total.macs + extra)} MACs in all)")
         return lines
 
     def to_text(self) -> str:
@@ -217,7 +238,7 @@ def build_report(ir: NetworkIR, depth: int | None = None) -> Report:
     total = Row("total", "", "total", ir.output.shape.dims)
     for node in ir.nodes[1:]:
         parts = node.path.split(".")
-        total.add(node)
+        total.add(node, work=node.id not in ir.training_only)
         if depth is not None and len(parts) > depth:
             key, kind = ".".join(parts[:depth]), "block"
         else:
@@ -232,9 +253,21 @@ def build_report(ir: NetworkIR, depth: int | None = None) -> Report:
     def blocks(nodes):
         return list(dict.fromkeys(n.path.rsplit(".", 1)[0] if "." in n.path else "" for n in nodes))
 
-    return Report(ir.name, dict(ir.arguments), ir.input.shape.dims, ir.output.shape.dims, depth,
-                  list(rows.values()), total, blocks(n for n in ir.nodes if n.role is Role.PROJECTION),
-                  blocks(n for n in ir.nodes if n.role is Role.PAD))
+    report = Report(ir.name, dict(ir.arguments), ir.input.shape.dims, ir.output.shape.dims, depth,
+                    list(rows.values()), total, blocks(n for n in ir.nodes if n.role is Role.PROJECTION),
+                    blocks(n for n in ir.nodes if n.role is Role.PAD))
+    if ir.outputs:
+        heads = sorted(o.node for o in ir.outputs if o.training_only)
+        for out in ir.outputs:
+            row = Row(out.name, "output", "output", ir.nodes[out.node].shape.dims)
+            if out.training_only:  # its head: the training-only nodes up to it, after the previous head
+                before = max((h for h in heads if h < out.node), default=-1)
+                for i in sorted(ir.training_only):
+                    if before < i <= out.node:
+                        row.add(ir.nodes[i])
+            report.outputs.append(row)
+            report.training_only.append(out.training_only)
+    return report
 
 
 # ---- diff ----

@@ -35,6 +35,16 @@ class LayerRow(_Strict):
                           "projections, q·kᵀ, attention·v, output projection); absent otherwise")
 
 
+class OutputRow(_Strict):
+    """One output of a network that returns several (an `output` line, auxiliary heads)."""
+
+    name: str
+    shape: list[NonNegativeInt]
+    training_only: bool = Field(description="an auxiliary head: computed and returned in training mode only")
+    params: NonNegativeInt = Field(description="an auxiliary head's own parameters (0 for the others)")
+    macs: NonNegativeInt = Field(description="an auxiliary head's own MACs, which the network's macs leave out")
+
+
 class NetworkReport(_Strict):
     """The static cost report of one network."""
 
@@ -54,6 +64,7 @@ class NetworkReport(_Strict):
     parts: dict[str, NonNegativeInt] | None = Field(None, description="the total MACs by named part (attention)")
     convention: str
     layers: list[LayerRow]
+    outputs: list[OutputRow] | None = Field(default=None, description="present where a network returns several")
 
 
 def json_schema() -> str:

@@ -184,7 +184,7 @@ class Scope:
     naming pass (archlang.compiler.passes.naming), the one place that names things."""
 
     __slots__ = ("kind", "def_name", "label", "span", "parent", "items", "name", "path", "repeat", "container",
-                 "call", "condition", "from_repeat", "skips", "ordinal")
+                 "call", "condition", "from_repeat", "skips", "ordinal", "entry")
 
     def __init__(self, kind: ScopeKind, span: Span, parent: Scope | None = None,
                  def_name: str | None = None, label: str | None = None):
@@ -205,6 +205,9 @@ class Scope:
         # shortcuts are named by it, so that a name does not depend on which skips needed one
         self.skips = 0
         self.ordinal = 0
+        # the id of the value the block was given (the line's or call's input): of the values it
+        # reads from outside, this one comes first in its forward (`forward(self, x, enc4)`)
+        self.entry: int | None = None
 
     def walk_nodes(self):
         for item in self.items:
@@ -231,8 +234,25 @@ class Scope:
         outside = {i for n in self.walk_nodes() for i in n.inputs if i not in ids}
         return outside, max(ids, default=None)
 
+    def inputs(self) -> list[int]:
+        """The values the block reads from outside, in the order its forward takes them: the
+        value it was given first, then those it reads by reference (`@enc4`), oldest first."""
+        outside, _ = self.boundary()
+        first = [self.entry] if self.entry in outside else []
+        return first + sorted(outside - set(first))
+
     def __repr__(self) -> str:
         return f"Scope({self.kind} {self.path or self.name!r}, {len(self.items)} items)"
+
+
+@dataclass(frozen=True)
+class Output:
+    """One value a network returns: its label, the node that gives it, and whether it is an
+    auxiliary head's (computed and returned in training mode only)."""
+
+    name: str
+    node: int
+    training_only: bool = False
 
 
 @dataclass
@@ -250,6 +270,12 @@ class NetworkIR:
     class_name: str = ""  # the generated module's class, from the naming pass
     parameter_names: dict[str, str] = field(default_factory=dict)  # argument → its Python name, likewise
     origin: Any = None  # what it was compiled from (archlang.compiler.staging.Origin), for staged emission
+    # what the network returns when it returns more than its last line (an `output` line, `aux`
+    # heads), in order; empty: the output alone
+    outputs: list[Output] = field(default_factory=list)
+    training_only: set[int] = field(default_factory=set)  # ids of the nodes of auxiliary heads
+    ref_names: dict[int, str] = field(default_factory=dict)  # id of a value read by `@label` → the label
+    ref_edges: dict[tuple[int, int], str] = field(default_factory=dict)  # (source, reader) of a reference → label
     root: Scope = field(init=False)
     _consumers: list[list[int]] = field(default_factory=list, repr=False)
     _graph: Any = field(default=None, repr=False)
@@ -317,7 +343,13 @@ class NetworkIR:
 
     @property
     def output(self) -> Node:
+        """The main output: the last line's, or the first that an `output` line names for eval mode."""
         return self.nodes[-1] if self.output_id is None else self.nodes[self.output_id]
+
+    @property
+    def heads(self) -> list[Output]:
+        """Every output in the order the network returns them in training mode."""
+        return self.outputs or [Output(self.name, self.output.id)]
 
     def consumers(self, node_id: int) -> list[Node]:
         return [self.nodes[d] for d in dict.fromkeys(self._consumers[node_id])]
@@ -328,7 +360,8 @@ class NetworkIR:
         container.  Two compilations with equal fingerprints give the same module, report
         and diagram; `archc fmt` compares them to prove a reformatting changed nothing."""
         h = hashlib.sha256()
-        h.update(repr((self.name, sorted(self.arguments.items()), self.output_id)).encode())
+        h.update(repr((self.name, sorted(self.arguments.items()), self.output_id, self.outputs,
+                       sorted(self.training_only))).encode())
         for n in self.nodes:
             h.update(repr((n.id, n.op, sorted(n.attrs.items(), key=repr), n.inputs, n.shape.dims,
                            n.shape.layout, n.role, n.path)).encode())

@@ -60,6 +60,8 @@ class CallMemo:
             new.repeat = old.repeat
             new.call, new.condition, new.skips, new.ordinal = old.call, old.condition, old.skips, old.ordinal
             new.from_repeat = old.from_repeat and old is not done.scope  # the caller marks its own
+            if old.entry is not None:
+                new.entry = x.node if old.entry < done.first else old.entry + offset
             scopes[id(old)] = new
         copies: dict[int, Node] = {}
         for old in ir.nodes[done.first:done.end]:
@@ -67,6 +69,12 @@ class CallMemo:
                            inputs=tuple(x.node if i < done.first else i + offset for i in old.inputs))
             ir.add(node)
             copies[old.id] = node
+        for old_id in range(done.first, done.end):  # references inside the call (a def body's `@label`s)
+            if old_id in ir.ref_names:
+                ir.ref_names.setdefault(old_id + offset, ir.ref_names[old_id])
+        for (src, dst), label in list(ir.ref_edges.items()):
+            if done.first <= dst < done.end:
+                ir.ref_edges.setdefault((x.node if src < done.first else src + offset, dst + offset), label)
         for old in done.scope.walk_scopes():
             scopes[id(old)].items = [scopes[id(i)] if isinstance(i, Scope) else copies[i.id] for i in old.items]
         scope.items.append(scopes[id(done.scope)])

@@ -8,7 +8,8 @@ and checks each name against what is in scope where it is written:
 - a call names `skip`, a def visible in the def's file, or an op (`conv3x3`, `relu`);
 - a keyword names an argument of that op or a parameter of that def;
 - a value name is a parameter of the enclosing def or network (a bare word given to an op may
-  also be one of its flags: `same`, `nobias`); `in.` is followed by c, h or w.
+  also be one of its flags: `same`, `nobias`); `in.` is followed by c, h or w;
+- a reference `@name` names an earlier labelled line of the same body (or `@input`).
 
 The messages are the elaborator's, so a mistake reads the same wherever it is found.
 """
@@ -19,6 +20,7 @@ from archlang.compiler import ops
 from archlang.compiler.loader import Unit
 from archlang.compiler.lowering.shortcuts import SKIP_POLICIES
 from archlang.compiler.lowering.sugar import SUGAR
+from archlang.compiler.ops.sampling import synonym_hint
 from archlang.errors import ArchError, did_you_mean
 from archlang.frontend import ast
 
@@ -81,9 +83,24 @@ class _Scope:
     # ---- layer expressions ----
 
     def lines(self, body) -> None:
+        self.written = {line.label: line.label_span for line in body if isinstance(line, ast.Line) and line.label}
+        self.seen: list[str] = []
         for line in body:
             if isinstance(line, ast.Line):
+                self.current = line
                 self.expr(line.expr)
+                if line.label is not None:
+                    self.seen.append(line.label)
+
+    def ref(self, r: ast.Ref) -> None:
+        """`@name` names an earlier labelled line of the same body, or the body's input (the
+        elaborator's messages; its checks of what the line may do with it stay there)."""
+        from archlang.compiler.elaborate import ref_error, ref_fit
+
+        ref_fit(r)
+        if r.name in self.seen or (r.name == "input" and "input" not in self.written):
+            return
+        raise ref_error(r, self.seen, self.written, self.current.label)
 
     def expr(self, e: ast.Expr) -> None:
         if isinstance(e, ast.Seq):
@@ -97,6 +114,8 @@ class _Scope:
             self.expr(e.body)
         elif isinstance(e, ast.Call):
             self.call(e)
+        elif isinstance(e, ast.Ref):
+            self.ref(e)
         elif isinstance(e, ast.BracketCall):
             self.bracket_call(e)
 
@@ -118,7 +137,8 @@ class _Scope:
             if ops.lookup(c.name + "3x3"):
                 hint = f"{c.name} needs a kernel size: {c.name}3x3, or as a value, {c.name} ... kernel=3"
             else:
-                hint = did_you_mean(c.name, [*self.unit.defs, *ops.user_words(), "skip", *SUGAR])
+                words = [*self.unit.defs, *ops.user_words(), "skip", *SUGAR]
+                hint = synonym_hint(c.name) or did_you_mean(c.name, words)
             raise ArchError(f"unknown op or def '{c.name}'", c.name_span, hint=hint)
         spec = found[0]
         for arg in c.args:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from archlang.compiler import symbolic
 from archlang.compiler.ir import Layout, TensorType
@@ -22,6 +23,7 @@ class Env:
     inp: TensorType | None  # what `in` means here
     net_settings: dict[str, str]  # `set` lines of the network in force
     calls: tuple[tuple[str, Span], ...] = ()
+    body: Any = None  # the labels of the body being elaborated, for `@label` (archlang.compiler.elaborate.Body)
 
     def setting(self, key: str) -> str:
         return self.net_settings.get(key) or self.unit.settings.get(key) or DEFAULT_SETTINGS[key]

@@ -138,7 +138,19 @@ class Repeat:
     count_span: Span
 
 
-Expr = Call | BracketCall | Seq | Sum | Product | Concat | Repeat
+@dataclass(frozen=True)
+class Ref:
+    """`@enc4`: the output of the earlier line labelled `enc4` in the same body (`@input`: the
+    body's input), whatever the input here; `@enc4 crop` / `@enc4 pad` as a branch of a concat or
+    a sum fits it and the other branches to one height and width."""
+
+    name: str
+    args: tuple[Arg, ...]
+    span: Span
+    name_span: Span
+
+
+Expr = Call | BracketCall | Seq | Sum | Product | Concat | Repeat | Ref
 
 # ---- statements ----
 
@@ -149,6 +161,15 @@ class Line:
     expr: Expr
     span: Span
     label_span: Span | None = None
+    aux: bool = False  # `aux NAME = ...`: an auxiliary head, computed in training only; the chain goes on past it
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """`output @logits, @aux2, @aux1`: what the network returns, in order (the last line of a network)."""
+
+    refs: tuple[Ref, ...]
+    span: Span
 
 
 @dataclass(frozen=True)
@@ -187,7 +208,7 @@ class Network:
     params: tuple[Param, ...]
     input_shape: tuple[int, ...]
     input_span: Span
-    body: tuple[Line | Setting, ...]
+    body: tuple[Line | Setting | Outputs, ...]
     span: Span
     name_span: Span
 

@@ -8,9 +8,9 @@ Works on tokens, so every comment and the grouping of lines by blank lines survi
   `, ` between items; the call name touches its `[` (`inception[`) and a def's `(`;
 - repeats in ASCII: `×2` → `x2`, `×n` → `x(n)`, `×(n-1)` → `x(n-1)` (a count on the line after
   its `×` joins it);
-- the `=` of consecutive one-line labelled lines aligned (a blank line, an unlabelled line or
-  a multi-line statement ends the run); trailing comments of consecutive lines aligned, two
-  spaces after the longest of those lines;
+- the `=` of consecutive one-line labelled lines aligned (`aux NAME` counts as the label; a
+  blank line, an unlabelled line or a multi-line statement ends the run); `@name` written whole;
+  trailing comments of consecutive lines aligned, two spaces after the longest of those lines;
 - blank lines: runs become one, none inside brackets, none at the start or end; no trailing
   whitespace, `\\n` line ends (for `\\r\\n`), one final newline, no byte-order mark.
 
@@ -37,6 +37,7 @@ _TOKEN = re.compile(r"""
   | (?P<NUMBER>[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)
   | (?P<FUNC_OPEN>(?:ceil|floor|min|max|make_divisible)\()
   | (?P<OP_KEY>[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<REF>@[A-Za-z_][A-Za-z0-9_]*)
   | (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<OP>//|[-+*/()\[\],=:>|&×])
 """, re.VERBOSE)
@@ -196,6 +197,8 @@ def _spaced_equals(tokens: list[_Tok], in_block: bool) -> int | None:
         return None
     if in_block and len(tokens) > 1 and tokens[0].kind == "NAME" and tokens[1].text == "=":
         return 1
+    if in_block and len(tokens) > 2 and tokens[0].text == "aux" and tokens[1].kind == "NAME" and tokens[2].text == "=":
+        return 2  # `aux NAME = ...`, an auxiliary head
     return None
 
 
@@ -260,9 +263,9 @@ def _render(lines: list[_Logical]) -> list[_Out]:
                 starts_closed = bool(p.tokens) and p.tokens[0].text in _CLOSERS
                 indent = base + INDENT * max(0, p.depth - starts_closed)
             rendered.append(_Out("code", indent, text, p.comment, block=block))
-        if len(rendered) == 1 and spaced == 1 and logical.indent:
+        if len(rendered) == 1 and logical.indent and (spaced == 1 or (spaced == 2 and flat[0].text == "aux")):
             first = rendered[0]
-            first.label, first.code = flat[0].text, first.code.split(" = ", 1)[1]
+            first.label, first.code = first.code.split(" = ", 1)
         out += rendered
     return out
 

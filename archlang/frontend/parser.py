@@ -55,6 +55,9 @@ TERMINAL_WORDS = {
     "MORETHAN": "'>'",
     "VBAR": "'|'",
     "AMPERSAND": "'&'",
+    "REF": "a reference such as @enc4",
+    "AUX": "'aux'",
+    "OUTPUT": "'output'",
     "FUNC_OPEN": "a function such as ceil(",
     "OP_KEY": "an op argument such as bn.eps",
     "USE": "'use'",
@@ -223,6 +226,13 @@ class _ToAst(Transformer):
     @v_args(meta=True)
     def def_block(self, meta, children):
         name_tok, params, body = self._head(children)
+        for line in body:
+            if isinstance(line, ast.Outputs):
+                raise ArchError("a def has one output, its last line's: `output` lines belong to a network",
+                                line.span, hint="refer to an earlier line with @name to make it the def's output")
+            if isinstance(line, ast.Line) and line.aux:
+                raise ArchError("auxiliary heads belong to a network, not a def", line.span,
+                                hint="write the head as an `aux NAME = ...` line of the network that uses the def")
         return ast.Def(self._name(name_tok, "def name"), params, tuple(body), self._span(meta),
                        _tok_span(self.filename, name_tok))
 
@@ -230,6 +240,10 @@ class _ToAst(Transformer):
     def network(self, meta, children):
         name_tok, params, rest = self._head(children)
         (shape, shape_span), body = rest[0], [c for c in rest[1:] if c is not None]
+        for line in body[:-1]:
+            if isinstance(line, ast.Outputs):
+                raise ArchError("the `output` line ends a network: no line can follow it", line.span,
+                                hint="move it to the end of the network")
         return ast.Network(self._name(name_tok, "network name"), params, shape, shape_span,
                            tuple(body), self._span(meta), _tok_span(self.filename, name_tok))
 
@@ -256,6 +270,17 @@ class _ToAst(Transformer):
         label_tok, expr = children
         return ast.Line(self._name(label_tok, "label"), expr, self._span(meta),
                         _tok_span(self.filename, label_tok))
+
+    @v_args(meta=True)
+    def aux_line(self, meta, children):
+        _, label_tok, expr = children
+        return ast.Line(self._name(label_tok, "label"), expr, self._span(meta),
+                        _tok_span(self.filename, label_tok), aux=True)
+
+    @v_args(meta=True)
+    def output_line(self, meta, children):
+        spans = [(tok.value[1:], _tok_span(self.filename, tok)) for tok in children[1:] if tok is not None]
+        return ast.Outputs(tuple(ast.Ref(name, (), span, span) for name, span in spans), self._span(meta))
 
     @v_args(meta=True)
     def plain_line(self, meta, children):
@@ -306,6 +331,11 @@ class _ToAst(Transformer):
     def call(self, meta, children):
         name = children[0]
         return ast.Call(name.value, tuple(children[1:]), self._span(meta), _tok_span(self.filename, name))
+
+    @v_args(meta=True)
+    def ref(self, meta, children):
+        tok = children[0]
+        return ast.Ref(tok.value[1:], tuple(children[1:]), self._span(meta), _tok_span(self.filename, tok))
 
     @v_args(meta=True)
     def bracket_call(self, meta, children):
@@ -432,7 +462,7 @@ def _friendly(err: UnexpectedInput, filename: str) -> ArchError:
     if tok.type == "SHAPE":
         return ArchError(f"unexpected shape '{tok.value}'", span,
                          hint="a repeat after a number needs a space: 64 x2; shapes go after `input`")
-    if tok.type == "_NL" and expected <= {"LPAR", "NAME", "LSQB"} | {"NUMBER", "IN_ATTR"}:
+    if tok.type == "_NL" and expected <= {"LPAR", "NAME", "LSQB", "REF"} | {"NUMBER", "IN_ATTR"}:
         return ArchError("the line ends where a layer or value was expected", span)
     what = TERMINAL_WORDS.get(tok.type, repr(tok.value))
     if tok.type in ("NAME", "NUMBER"):

@@ -376,5 +376,6 @@ def subsample_stride(inp: TensorType, target) -> int:
 # Importing the op modules registers them.
 from archlang.compiler.ops import layers as _layers  # noqa: E402,F401
 from archlang.compiler.ops import maxvit as _maxvit  # noqa: E402,F401
+from archlang.compiler.ops import sampling as _sampling  # noqa: E402,F401
 from archlang.compiler.ops import swin as _swin  # noqa: E402,F401
 from archlang.compiler.ops import tokens as _tokens  # noqa: E402,F401
