@@ -616,8 +616,9 @@ class _StagedEmitter:
         if found is not None:
             return found
         py_params = [py for py, _, _ in body.params]
-        self.leaves |= set(py_params) | set(body.inputs)
-        ctx = _Ctx(body.ir, body.key[3], [*body.inputs, *py_params])
+        named = [n for n in body.inputs if n]  # a windows input keeps its token count (staging.INPUT_NAMES)
+        self.leaves |= set(py_params) | set(named)
+        ctx = _Ctx(body.ir, body.key[-1], [*named, *py_params])
         root = body.ir.root
         if root.container is Container.LIST:
             text, names = self.construct(root, ctx)

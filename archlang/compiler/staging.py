@@ -35,10 +35,12 @@ IMAGE_INPUT = ("in_c", "in_h", "in_w")
 VECTOR_INPUT = ("in_f",)
 # the constructor parameters a def's class may take for its input's dims, in the dims' order
 INPUT_NAMES = {Layout.IMAGE: IMAGE_INPUT, Layout.VECTOR: VECTOR_INPUT, Layout.TOKENS: ("in_s", "in_c"),
-               Layout.GRID: ("in_h", "in_w", "in_c"), Layout.WINDOWS: ("in_gh", "in_gw", "in_s", "in_c")}
+               Layout.GRID: ("in_h", "in_w", "in_c"), Layout.WINDOWS: ("in_gh", "in_gw", None, "in_c")}
+# (a window's token count stays the compiled one: a window's side, its square root, sizes the
+# relative-position tables, and a square root is no expression of the constructor's parameters)
 NO_DEFAULT = object()
 # names the constructors of a generated file read, which no parameter may shadow
-_INIT_NAMES = CODE_NAMES | {"range", "min", "max", "float"} | {n for names in INPUT_NAMES.values() for n in names}
+_INIT_NAMES = CODE_NAMES | {"range", "min", "max", "float"} | {n for names in INPUT_NAMES.values() for n in names if n}
 
 
 @dataclass(frozen=True)
@@ -139,17 +141,18 @@ class Stager:
         info = call.call
         d, home = info.definition, info.home
         inp: TensorType = info.inp
-        key = (id(d), inp.layout, info.settings, tail_absorbed)
-        found = self.bodies.get(key)
-        if found is not None:
-            return found
         inputs = INPUT_NAMES.get(inp.layout)
         if inputs is None:
             raise Unstageable(f"a def called on {inp.layout.noun}")
+        fixed = tuple(v for n, v in zip(inputs, concrete(inp.dims), strict=True) if n is None)
+        key = (id(d), inp.layout, fixed, info.settings, tail_absorbed)
+        found = self.bodies.get(key)
+        if found is not None:
+            return found
         py = python_names([p.name for p in d.params], self.reserved)
         leaves = {p.name: Sym.leaf(py[p.name], concrete(info.args[p.name])) for p in d.params}
-        shape = TensorType(tuple(Sym.leaf(n, v) for n, v in zip(inputs, concrete(inp.dims), strict=True)),
-                           inp.layout)
+        shape = TensorType(tuple(v if n is None else Sym.leaf(n, v)
+                                 for n, v in zip(inputs, concrete(inp.dims), strict=True)), inp.layout)
         el = Elaborator(None, home, {}, plain=self.origin.plain, staged=True)
         ir = el.run_def(d, home, leaves, shape, dict(info.settings))
         out = ir.output
