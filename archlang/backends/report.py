@@ -18,8 +18,8 @@ from archlang.compiler.ops import REGISTRY, describe, node_cost
 BYTES_PER_ELEMENT = 4  # float32
 
 CONVENTION = [
-    "MACs: multiply-accumulates of conv and dense, bias excluded, batch 1 (torchvision's published "
-    "\"GFLOPS\"); FLOPs = 2 × MACs.",
+    "MACs: multiply-accumulates of conv, dense and attention (its matmuls included), bias excluded, batch 1 "
+    "(torchvision's published \"GFLOPS\"); FLOPs = 2 × MACs.",
     "other ops: elementwise work outside the MACs, one per output element and step (bias adds, BN, "
     "activations, pool windows, residual adds).",
     "activations: the float32 output of every layer at batch 1 (flatten is a view and takes none); "
