@@ -97,7 +97,13 @@ def check_network(net, text: str, *, batch: int = 2) -> list[Finding]:
     except Exception as err:  # noqa: BLE001
         add("forward", _where(err))
         return found
-    if not isinstance(y, torch.Tensor) or tuple(y.shape) != (batch, *net.output_shape):
+    # in eval mode the outputs that are not heads: one is a tensor, several (an `output` line) a tuple
+    main = [(batch, *dims) for _, dims, aux in net.outputs if not aux] if net.ir.outputs else []
+    if len(main) > 1:
+        got = [tuple(t.shape) for t in y] if isinstance(y, tuple) else [tuple(getattr(y, "shape", ()))]
+        if got != main:
+            add("shape", f"eval-mode outputs {got}, the IR {main}")
+    elif not isinstance(y, torch.Tensor) or tuple(y.shape) != (batch, *net.output_shape):
         add("shape", f"output {tuple(getattr(y, 'shape', ()))}, the IR {(batch, *net.output_shape)}")
     if net.ir.outputs:  # auxiliary heads: in training mode every output, in the order the IR lists them
         try:

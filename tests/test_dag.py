@@ -93,6 +93,37 @@ network n:
     assert back.inputs == (0,)
 
 
+@pytest.mark.parametrize("calls", ["    blk 6\n    blk 6\n", "    layer = blk 6 x2\n"])
+def test_a_repeated_def_call_reading_its_input_by_reference(calls):
+    """The second call is a copy of the first (replay): its `@input` is still read by reference
+    (it crashed the compiler's invariant check when the def's last line had no label)."""
+    text = f"""\
+def blk(c):
+    a = conv3x3 c same
+    b = [@a, @input]
+    conv1x1 c | @a
+
+network n:
+    input 6x8x8
+{calls}"""
+    net = archlang.compile(text)["n"]
+
+    class Blk(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(6, 6, 3, padding=1)
+            self.conv = nn.Conv2d(12, 6, 1)
+
+        def forward(self, x):
+            a = self.a(x)
+            return self.conv(torch.cat([a, x], 1)) + a
+
+    reference = nn.Sequential(Blk(), Blk())
+    assert net.params == sum(p.numel() for p in reference.parameters())
+    got, expected = _load_and_compare(net, reference)
+    torch.testing.assert_close(got, expected)
+
+
 def test_sum_and_product_branches_may_be_references():
     text = """\
 network n:

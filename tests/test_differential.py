@@ -171,3 +171,17 @@ def test_constructor_parameters_agree_with_recompiling(one_thread):
     # often); with the generator of issue 16 (products, new ops, value functions, whose rounding
     # functions of a parameter also fall back) over 200 seeds: 81 staged, 94 specialised
     assert tried >= 100 and specialised <= 0.6 * (tried + specialised), (tried, specialised)
+
+
+def test_an_output_line_of_several_main_outputs_is_checked_as_a_tuple(one_thread):
+    """In eval mode a network with several outputs that are not heads returns a tuple; the check
+    compares each shape (it reported a shape mismatch for every such network)."""
+    text = """\
+network n:
+    input 4x8x8
+    a = conv3x3 8 same > relu
+    b = gap > dense 3
+    c = @a > gap > dense 5
+    output @b, @input, @c
+"""
+    assert check(text) == []

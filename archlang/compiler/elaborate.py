@@ -253,9 +253,11 @@ class Elaborator:
             raise ArchError(f"the references of one {what} are fitted all by crop or all by pad", branches[second].span)
         mode = modes.pop()
         for i, v in enumerate(vals):
-            if v.shape.is_vector:
-                raise ArchError(f"only CxHxW tensors can be {'cropped' if mode == 'crop' else 'padded'}, not the "
-                                f"feature vector {v.shape}", branches[i].span)
+            if not v.shape.is_image:  # a fit crops or pads heights and widths, dims[1:] of CxHxW
+                raise ArchError(f"only CxHxW tensors can be {'cropped' if mode == 'crop' else 'padded'}, not "
+                                f"{v.shape.layout.the} {v.shape}", branches[i].span,
+                                hint=None if v.shape.is_vector else "fit the images before turning them into "
+                                "tokens, channels-last images or windows")
         rest = [i for i in range(len(vals)) if i not in fits]
         for i in rest[1:]:
             a, b = vals[rest[0]].shape, vals[i].shape

@@ -75,6 +75,8 @@ class CallMemo:
         for (src, dst), label in list(ir.ref_edges.items()):
             if done.first <= dst < done.end:
                 ir.ref_edges.setdefault((x.node if src < done.first else src + offset, dst + offset), label)
+                if src < done.first:  # the body reads its input by `@input`: so does the copy
+                    ir.ref_names.setdefault(x.node, ir.ref_names.get(src, label))
         for old in done.scope.walk_scopes():
             scopes[id(old)].items = [scopes[id(i)] if isinstance(i, Scope) else copies[i.id] for i in old.items]
         scope.items.append(scopes[id(done.scope)])
