@@ -46,6 +46,7 @@ def from_torch(module, input_shape, name: str | None = None, source: str | None 
     gm, out = trace(module, dims)
     reader = Reader(gm)
     output = reader.run()
+    _unused(module, reader, output)
     name = name or _name_of(module)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ImportFailure(f"'{name}' cannot name a network: use letters, digits and _")
@@ -63,6 +64,34 @@ def from_torch(module, input_shape, name: str | None = None, source: str | None 
     text = write(writer, resolved, structurer, dims, header)
     _check(text, name, module, out, dims)
     return text
+
+
+def _unused(module, reader, output) -> None:
+    """Parameters the forward does not reach (GoogLeNet's auxiliary classifiers in eval mode) would
+    be lost without a word: an error names them."""
+    from archlang.importer.trace import ImportFailure
+
+    live, todo = set(), [output]
+    while todo:
+        i = todo.pop()
+        if i not in live:
+            live.add(i)
+            todo.extend(reader.nodes[i].inputs)
+    used = set()
+    for i in live:
+        leaf = reader.nodes[i].leaf
+        if leaf is not None:
+            used.add(leaf)
+    def reached(name: str) -> bool:
+        parts = name.split(".")
+        return any(".".join(parts[:k]) in used for k in range(1, len(parts) + 1))
+
+    unused = [n for n, _ in module.named_parameters() if not reached(n)]
+    if unused:
+        owners = list(dict.fromkeys(n.rsplit(".", 1)[0].split(".")[0] for n in unused))
+        raise ImportFailure(f"{type(module).__name__} holds {len(unused)} parameter tensors its forward does not use "
+                            f"on this input in eval mode (in {', '.join(owners[:5])}); archlang writes what forward "
+                            "computes, so the network would lose them: import a model without them")
 
 
 def _walk_skips(e, found: list) -> None:

@@ -648,7 +648,7 @@ def render_form(f: Form, w: Writer | None = None) -> str:
             word = f"{f.stem}{f.kernel[0]}x{f.kernel[1]}"
     positional = [i for i in f.items if i[0] == "pos"]
     last = max((k for k, i in enumerate(positional) if not _omit(f, i, w)), default=-1)
-    texts = [num(i[2]) for i in positional[:last + 1]]
+    texts = [num(i[2]) for i in positional[:last + 1]] + parts
     for i in f.items:
         if i[0] == "stride" and not _omit(f, i, w):
             texts.append("/" + (num(i[2]) if not isinstance(i[2], str) or NAME_RE.match(i[2]) else f"({i[2]})"))
@@ -658,7 +658,7 @@ def render_form(f: Form, w: Writer | None = None) -> str:
         elif i[0] == "flag":
             texts.append(i[1])
     del spec
-    return " ".join([word, *parts, *texts])
+    return " ".join([word, *texts])
 
 
 _WRITER: list = []

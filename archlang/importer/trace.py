@@ -242,9 +242,14 @@ class Reader:
     def fail(self, node: fx.Node, why: str) -> ImportFailure:
         return ImportFailure(f"cannot import {_describe(node, self.gm)}: {why}")
 
-    def add(self, node: fx.Node, op: str, args: dict, inputs: list[int], leaf: str | None = None) -> int:
+    @staticmethod
+    def _op_dims(spec, args, first) -> tuple | None:
+        return (first.dims[0], 1, 1) if spec.name in ("gap", "gmp") else None
+
+    def add(self, node: fx.Node, op: str, args: dict, inputs: list[int], leaf: str | None = None,
+            dims: tuple | None = None) -> int:
         out = node.meta["arch_value"]
-        dims = tuple(out.shape[1:])
+        dims = dims or tuple(out.shape[1:])
         first = self.nodes[inputs[0]] if inputs else None
         if op == "channels_last" or (first is not None and first.layout is Layout.GRID and len(dims) == 3
                                      and op != "channels_first"):
@@ -296,12 +301,11 @@ class Reader:
         values = self._tensor_inputs(node)
         tensors = [v for v in values if isinstance(v, tuple) and v and v[0] in ("t", "cxs", "mha")]
         params = [v for v in values if isinstance(v, tuple) and v and v[0] == "param"]
+        if node.op == "call_function" and node.target is operator.getitem and tensors and tensors[0][0] == "mha":
+            return ("t", tensors[0][1]) if node.args[1] == 0 else None  # the output, not the attention weights
         if not isinstance(out, torch.Tensor):
             if node.op == "call_module" and isinstance(out, tuple):
                 return self.leaf(node, tensors, params, out)
-            if node.op == "call_function" and node.target is operator.getitem and tensors \
-                    and tensors[0][0] == "mha" and node.args[1] == 0:
-                return ("t", tensors[0][1])
             if any(v[0] == "t" for v in tensors) and not _bookkeeping(node):
                 raise self.fail(node, "it returns something other than one tensor")
             return None  # sizes, asserts: bookkeeping fx records from the forward
@@ -379,7 +383,13 @@ class Reader:
             if spec.multi_input or len(inputs) == 1:
                 if out_value is not None:
                     node.meta["arch_value"] = out_value
-                return self.add(node, spec.name, args, inputs, leaf=node.target if module is not None else leaf)
+                i = self.add(node, spec.name, args, inputs, leaf=node.target if module is not None else leaf,
+                             dims=self._op_dims(spec, args, first))
+                if self.nodes[i].dims != site.out_dims:  # x.mean([2, 3]): a global pool, then a flatten
+                    if spec.name not in ("gap", "gmp") or site.out_dims != (first.dims[0],):
+                        raise self.fail(node, f"its output {site.out_dims} is not {spec.name}'s")
+                    i = self.add(node, "flatten", {}, [i])
+                return i
         names = ", ".join(s.name for s in specs)
         raise self.fail(node, f"it has the form of {names}, but settings that op cannot write")
 

@@ -457,6 +457,14 @@ adaptive("adaptive_maxpool", "AdaptiveMaxPool2d", "AdaptiveMaxPool2d to SIZE x S
 # ---- reshaping ----
 
 
+def _global_read(site) -> dict | None:
+    """An adaptive pool to 1x1, or a mean over H and W (`x.mean([2, 3])`, with or without keepdim)."""
+    if site.key.endswith("mean"):
+        dims = site.arg(1, "dim", None)
+        return {} if isinstance(dims, tuple | list) and sorted(d % 4 for d in dims) == [2, 3] else None
+    return {} if _two(_output_size(site)) == (1, 1) else None
+
+
 def global_pool(name: str, cls: str, doc: str) -> OpSpec:
     def infer(a, ins) -> TensorType:
         need_image(name, ins[0])
@@ -465,9 +473,9 @@ def global_pool(name: str, cls: str, doc: str) -> OpSpec:
     return register(OpSpec(
         name=name, family=name, infer=infer, main=True,
         other_ops=lambda a, i, o: i[0].numel,
-        emit=Emit(module=lambda a, i, o: f"nn.{cls}(1)", torch_types=(f"nn.{cls}", f"F.{cls[0].lower()}daptive_"
-                                                                                     f"{cls[8:11].lower()}_pool2d"),
-                  read=lambda site: {} if _two(_output_size(site)) == (1, 1) else None),
+        emit=Emit(module=lambda a, i, o: f"nn.{cls}(1)", read=_global_read,
+                  torch_types=(f"nn.{cls}", f"F.adaptive_{cls[8:11].lower()}_pool2d",
+                               *(("Tensor.mean", "torch.mean") if name == "gap" else ()))),
         draw=Draw(fill=POOL),
         doc=doc,
         examples=(Example(name),),
