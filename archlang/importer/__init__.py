@@ -45,7 +45,7 @@ def from_torch(module, input_shape, name: str | None = None, source: str | None 
     dims = tuple(int(d) for d in input_shape)
     gm, out = trace(module, dims)
     reader = Reader(gm)
-    output = reader.run()
+    output = reader.extend_concats(reader.run())
     _unused(module, reader, output)
     name = name or _name_of(module)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
@@ -91,7 +91,8 @@ def _unused(module, reader, output) -> None:
         owners = list(dict.fromkeys(n.rsplit(".", 1)[0].split(".")[0] for n in unused))
         raise ImportFailure(f"{type(module).__name__} holds {len(unused)} parameter tensors its forward does not use "
                             f"on this input in eval mode (in {', '.join(owners[:5])}); archlang writes what forward "
-                            "computes, so the network would lose them: import a model without them")
+                            "computes, so the network would lose them: import a model without them "
+                            "(torchvision's GoogLeNet and Inception: --arg aux_logits=False)")
 
 
 def _walk_skips(e, found: list) -> None:

@@ -266,6 +266,34 @@ class Reader:
             self.nodes[i].users.append(fn.id)
         return fn.id
 
+    def extend_concats(self, output: int) -> int:
+        """DenseNet's form: each layer concatenates all earlier outputs.  A concatenation of one
+        tensor is that tensor; one whose inputs begin with all of an earlier concatenation's is
+        that concatenation extended (`[skip, layer]` on it), and belongs to the module that made
+        its last input."""
+        seen: dict[tuple[int, ...], int] = {}
+        alias: dict[int, int] = {}
+        for n in self.nodes:
+            n.inputs = [alias.get(i, i) for i in n.inputs]
+            if n.op != "_concat":
+                continue
+            if len(n.inputs) == 1:
+                alias[n.id] = n.inputs[0]
+                seen.setdefault(tuple(n.inputs), n.inputs[0])
+                continue
+            key = tuple(n.inputs)
+            prefix = seen.get(key[:-1])
+            if prefix is not None:
+                n.inputs = [prefix, key[-1]]
+                n.stack = self.nodes[key[-1]].stack
+            seen.setdefault(key, n.id)
+        for n in self.nodes:
+            n.users = []
+        for n in self.nodes:
+            for i in n.inputs:
+                self.nodes[i].users.append(n.id)
+        return alias.get(output, output)
+
     def tensor(self, value) -> int | None:
         return value[1] if isinstance(value, tuple) and value and value[0] == "t" else None
 
@@ -391,7 +419,8 @@ class Reader:
                     i = self.add(node, "flatten", {}, [i])
                 return i
         names = ", ".join(s.name for s in specs)
-        raise self.fail(node, f"it has the form of {names}, but settings that op cannot write")
+        raise self.fail(node, f"no archlang op writes this use of it ({names} take{'s' * (len(specs) == 1)} "
+                              "other uses of the same form)")
 
 
 def _flat(items):
