@@ -200,3 +200,15 @@ def test_cli_import_errors(capsys):
         main(["import", "specs/resnets.arch"])
     assert exit_.value.code == 2
     assert "not 'specs/resnets.arch'" in capsys.readouterr().err
+
+
+@needs_tv
+def test_the_guide_shows_what_archc_import_writes():
+    from tests.conftest import ROOT
+
+    guide = (ROOT / "docs" / "import.md").read_text()
+    for name in ("resnet50", "densenet121"):
+        with torch.device("meta"):
+            model = getattr(models, name)(weights=None)
+        text = from_torch(model, (3, 224, 224), name=name, source=f"torchvision.models:{name}")
+        assert f"```arch\n{text}```" in guide, f"docs/import.md's {name} differs from what archc import writes"

@@ -379,6 +379,8 @@ class Reader:
         m = self.gm.get_submodule(node.target)
         key = type_key(type(m))
         ids = list(dict.fromkeys(t[1] for t in tensors))
+        if isinstance(m, nn.Identity) and len(ids) == 1:
+            return ("t", ids[0])  # nothing to write
         if isinstance(m, nn.MultiheadAttention):
             if len(ids) != 1 or len(tensors) != 3:
                 raise self.fail(node, "attention whose query, key and value differ (archlang's mha is self-attention)")
