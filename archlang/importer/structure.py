@@ -108,11 +108,7 @@ def seq(*parts) -> Any:
 def num(v) -> str:
     if isinstance(v, str):
         return v
-    if isinstance(v, bool):
-        raise AssertionError(v)
-    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
-        return repr(v)
-    return repr(v)
+    return repr(v)  # exact: a float written back reads as the same float
 
 
 RESERVED = {"use", "set", "def", "network", "input", "in", "skip", "inception"}
@@ -638,7 +634,6 @@ def compress(e):
 
 
 def render_form(f: Form, w: Writer | None = None) -> str:
-    spec = ops.REGISTRY[f.stem]
     parts = []
     word = f.stem
     if f.kernel is not None:
@@ -657,7 +652,6 @@ def render_form(f: Form, w: Writer | None = None) -> str:
             texts.append(f"{i[1]}={num(i[2])}")
         elif i[0] == "flag":
             texts.append(i[1])
-    del spec
     return " ".join([word, *texts])
 
 
