@@ -372,7 +372,7 @@ class Reader:
                 and self.value.get(node.args[0][0], (None,))[0] == "param":
             form = "cat([parameter, x])"
         else:
-            raise self.fail(node, f"it combines the parameter {path} with a tensor in a way no op writes")
+            raise self.fail(node, f"no archlang op has this PyTorch form (on the parameter {path})")
         return ("t", self.mapped(node, form, None, [t[1] for t in tensors], param=param, leaf=path))
 
     def leaf(self, node, tensors, params, out):
