@@ -357,6 +357,60 @@ def cmd_train(args) -> int:
         return 130
 
 
+def _import_value(text: str):
+    import ast as python_ast
+
+    try:
+        return python_ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare word: a string
+
+
+def cmd_import(args) -> int:
+    from pathlib import Path
+
+    if args.target.endswith(".arch") or ":" not in args.target:
+        raise _Usage(f"archc import takes MODULE:CALLABLE (a Python module, whose code it runs), not "
+                     f"'{args.target}'")
+    dims = args.input.split("x")
+    if not all(d.isdigit() and int(d) > 0 for d in dims) or len(dims) not in (1, 2, 3):
+        raise _Usage(f"--input takes CxHxW (or F), not '{args.input}'")
+    kwargs = {}
+    for pair in args.args:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise _Usage(f"--arg takes KEY=VALUE, not '{pair}'")
+        kwargs[key.strip()] = _import_value(value.strip())
+    try:
+        from archlang.importer import from_torch, load_target
+        from archlang.importer.trace import ImportFailure
+    except ImportError as err:  # torch itself is missing
+        print(f"archc: error: archc import needs PyTorch ({err}): pip install torch", file=sys.stderr)
+        return 1
+    module_name, _, attr = args.target.partition(":")
+    name = args.name or attr.rsplit(".", 1)[-1]
+    try:
+        model = load_target(args.target, kwargs)
+        text = from_torch(model, tuple(int(d) for d in dims), name=name if name.isidentifier() else None,
+                          source=args.target)
+    except ImportFailure as err:
+        print(_red(f"archc: error: {err}"), file=sys.stderr)
+        return 1
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+        return 0
+    from archlang.backends.files import write_output
+    from archlang.errors import OutputError
+
+    try:
+        write_output(Path(args.output), text)
+    except OutputError as err:
+        print(_red(f"archc: error: {err}"), file=sys.stderr)
+        return 1
+    print(f"wrote {args.output} ({len(text.splitlines())} lines)", file=sys.stderr)
+    return 0
+
+
 def _subcommand(sub, name: str, func, summary: str, description: str, example: str,
                 common: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=summary, description=textwrap.fill(description, 88),
@@ -474,6 +528,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes to train with, DDP through torch.distributed.run (default: 1)")
     p.add_argument("--out", metavar="DIR", help="the run's folder (default: runs/<network>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+
+    p = _subcommand(sub, "import", cmd_import, "write an existing PyTorch model as an .arch file",
+                    "Build the model MODULE:CALLABLE names (on the meta device where it can: no weights "
+                    "are allocated), trace it with torch.fx and write it as .arch text: repeated blocks as "
+                    "defs with parameters, runs as xN, residual adds as `| skip`, labels from the model's "
+                    "attribute names. The text compiles to the model's parameters and output shape, or "
+                    "nothing is written. Importing MODULE runs its Python code: import only code you "
+                    "trust. Needs torch.",
+                    "archc import torchvision.models:resnet50 -o resnet50.arch", common=False)
+    p.add_argument("target", metavar="MODULE:CALLABLE", help="a Python callable returning an nn.Module "
+                   "(never an .arch file)")
+    p.add_argument("--input", default="3x224x224", metavar="CxHxW", help="the input shape (default: 3x224x224)")
+    p.add_argument("-o", "--output", metavar="FILE", help="the .arch file to write (default: stdout)")
+    p.add_argument("--arg", dest="args", action="append", default=[], metavar="KEY=VALUE",
+                   help="a keyword argument for CALLABLE, a Python literal or a word (repeatable)")
+    p.add_argument("--name", metavar="N", help="the network's name (default: CALLABLE's)")
     return parser
 
 

@@ -9,7 +9,7 @@ from archlang.cli import build_parser, main
 from tests.conftest import ROOT
 
 GOLDEN = ROOT / "tests" / "golden" / "cli"
-COMMANDS = ["check", "build", "report", "render", "diff", "fmt", "list", "train"]
+COMMANDS = ["check", "build", "report", "render", "diff", "fmt", "list", "train", "import"]
 
 
 @pytest.fixture(autouse=True)

@@ -29,6 +29,10 @@ class ArgError(Exception):
     """An argument value is invalid; the elaborator adds the span of the argument."""
 
 
+class NoForm(Exception):
+    """A PyTorch layer has an op's form, but settings the op cannot write (`archc import`)."""
+
+
 class InternalError(Exception):
     """An op's spec lacks what a backend needs: a bug in archc, never a user error."""
 
@@ -75,6 +79,14 @@ class Emit:
     # a `module` called other than as `attr(x)`: the forward expression, given the input's variable
     # and the attribute (`self.attn(x, x, x, need_weights=False)[0]`)
     forward: Callable[[str, str], str] | None = None
+    # the inverse, for `archc import` (archlang/importer): the PyTorch forms that are this op —
+    # module classes (`nn.Conv2d`, `torchvision.ops.misc.Permute`), functions (`F.relu`,
+    # `torch.flatten`, `operator.add`) and tensor methods (`Tensor.relu`) — and `read`, which
+    # takes one use of them (a Site: `.module`, `.arg(i, name, default)`, `.layout`, `.in_dims`,
+    # `.param`) and gives the op's arguments; None when the use is another op's form, NoForm
+    # (with the reason) when no op can write it
+    torch_types: tuple[str, ...] = ()
+    read: Callable[[Any], dict[str, Any] | None] | None = None
 
     def __post_init__(self) -> None:
         assert (self.module is None) != (self.call is None), "an op is emitted as a module or as a call"
@@ -159,6 +171,11 @@ def register(spec: OpSpec) -> OpSpec:
         assert name not in _BY_NAME, name
         _BY_NAME[name] = spec
     return spec
+
+
+def inverse(torch_type: str) -> list[OpSpec]:
+    """The ops whose PyTorch form `torch_type` is (`nn.Conv2d` → [conv]), for `archc import`."""
+    return [spec for spec in REGISTRY.values() if spec.emit is not None and torch_type in spec.emit.torch_types]
 
 
 def spec_of(op: str) -> OpSpec:

@@ -12,6 +12,7 @@ from archlang.compiler.ops import (
     Draw,
     Emit,
     Example,
+    NoForm,
     OpSpec,
     ShapeError,
     need_image,
@@ -92,6 +93,29 @@ def _conv_module(a, ins, out) -> str:
     return f"nn.Conv2d({a['in_c']}, {a['out']}, {_pair(a['kernel'])!r}{extra})"
 
 
+def _two(v) -> tuple:
+    return tuple(v) if isinstance(v, tuple | list) else (v, v)
+
+
+def _one(name: str, v):
+    """One value for both axes (a stride, a dilation), as the ops take it."""
+    v = _two(v)
+    if v[0] != v[1]:
+        raise NoForm(f"{name} {v} differs between height and width")
+    return v[0]
+
+
+def _conv_read(site) -> dict:
+    m = site.module
+    if m.padding_mode != "zeros":
+        raise NoForm(f"padding_mode={m.padding_mode!r}: only zero padding is written")
+    if m.output_padding != (0, 0) or m.transposed:
+        raise NoForm("a transposed convolution")
+    return {"kernel": _two(m.kernel_size), "out": m.out_channels, "stride": _one("stride", m.stride),
+            "padding": m.padding if isinstance(m.padding, str) else _two(m.padding), "groups": m.groups,
+            "dilation": _one("dilation", m.dilation), "bias": m.bias is not None}
+
+
 register(OpSpec(
     name="conv", family="conv", kernel=True, infer=_conv_infer, main=True,
     positional=("out",),
@@ -104,7 +128,7 @@ register(OpSpec(
     macs=lambda a, i, o: _conv_weights(a) * o.h * o.w,
     other_ops=lambda a, i, o: o.numel if a["bias"] else 0,  # the bias adds
     label=_conv_label,
-    emit=Emit(module=_conv_module),
+    emit=Emit(module=_conv_module, torch_types=("nn.Conv2d",), read=_conv_read),
     draw=Draw(fill=CONV),
     doc="Conv2d; default width keeps C",
     examples=(Example("conv3x3 16 /2 same"), Example("conv5x5 8 groups=4 dilation=2 padding=2 nobias"),
@@ -137,7 +161,9 @@ register(OpSpec(
     macs=lambda a, i, o: a["in_f"] * a["out"] * _positions(o),
     other_ops=lambda a, i, o: o.numel if a["bias"] else 0,
     label=lambda a: f"dense {a['out']}",
-    emit=Emit(module=lambda a, i, o: f"nn.Linear({a['in_f']}, {a['out']}{', bias=False' if not a['bias'] else ''})"),
+    emit=Emit(module=lambda a, i, o: f"nn.Linear({a['in_f']}, {a['out']}{', bias=False' if not a['bias'] else ''})",
+              torch_types=("nn.Linear",), read=lambda site: {"out": site.module.out_features,
+                                                             "bias": site.module.bias is not None}),
     draw=Draw(fill=DENSE),
     doc="Linear; flattens a CxHxW input first; on tokens (or channels-last) applied to each one",
     examples=(Example("dense 10", "8x3x3"), Example("fc 5 nobias", "20"), Example("linear 7 bias", "12"),
@@ -163,13 +189,20 @@ def _bn_module(a, ins, out) -> str:
     return f"nn.BatchNorm{a['dims']}d({a['features']}{extra})"
 
 
+def _bn_read(site) -> dict:
+    m = site.module
+    if not m.affine or not m.track_running_stats or m.momentum is None:
+        raise NoForm("a BatchNorm without affine weights, running statistics or a momentum")
+    return {"eps": m.eps, "momentum": m.momentum}
+
+
 register(OpSpec(
     name="bn", family="bn", infer=_bn_infer, absorbs_bias=True, batch_statistics=True,
     args={"eps": Arg(positive_float, 1e-5), "momentum": Arg(probability, 0.1)},
     params=lambda a, i, o: 2 * o.c,
     buffers=lambda a, i, o: 2 * o.c + 1,  # running mean, running var, num_batches_tracked
     other_ops=lambda a, i, o: o.numel,
-    emit=Emit(module=_bn_module),
+    emit=Emit(module=_bn_module, torch_types=("nn.BatchNorm2d", "nn.BatchNorm1d"), read=_bn_read),
     draw=Draw(fill=NORM),
     doc="BatchNorm2d on CxHxW, BatchNorm1d on F",
     examples=(Example("bn"), Example("bn eps=0.001 momentum=0.01", "16")),
@@ -187,7 +220,10 @@ register(OpSpec(
           "beta": Arg(positive_float, 0.75), "k": Arg(positive_float, 1.0)},
     other_ops=lambda a, i, o: o.numel * a["size"],
     emit=Emit(module=lambda a, i, o: f"nn.LocalResponseNorm({a['size']}, alpha={a['alpha']!r}, "
-                                     f"beta={a['beta']!r}, k={a['k']!r})"),
+                                     f"beta={a['beta']!r}, k={a['k']!r})",
+              torch_types=("nn.LocalResponseNorm",),
+              read=lambda site: {"size": site.module.size, "alpha": site.module.alpha, "beta": site.module.beta,
+                                 "k": site.module.k}),
     draw=Draw(fill=NORM),
     doc="LocalResponseNorm",
     examples=(Example("lrn"), Example("lrn 3 alpha=0.001 beta=0.5 k=2")),
@@ -200,42 +236,61 @@ def _same_shape(a, ins) -> TensorType:
     return ins[0]
 
 
-def activation(name: str, module: str, doc: str = "activation") -> OpSpec:
-    """An elementwise activation: the shape is unchanged, one other op per element."""
+def _plain_read(site) -> dict:
+    if getattr(site.module, "approximate", "none") != "none":
+        raise NoForm(f"approximate={site.module.approximate!r}")
+    return {}
+
+
+def activation(name: str, module: str, doc: str = "activation", functions: tuple[str, ...] = ()) -> OpSpec:
+    """An elementwise activation: the shape is unchanged, one other op per element.  `functions`:
+    its functional forms besides the module (`F.relu`, `torch.relu`, `Tensor.relu`)."""
     return register(OpSpec(
         name=name, family=name, infer=_same_shape, other_ops=lambda a, i, o: o.numel,
-        emit=Emit(module=lambda a, i, o: module), draw=Draw(fill=ACT), doc=doc,
+        emit=Emit(module=lambda a, i, o: module, torch_types=(module.removesuffix("()"), *functions),
+                  read=_plain_read),
+        draw=Draw(fill=ACT), doc=doc,
         examples=(Example(name), Example(name, "6")),
     ))
 
 
-activation("relu", "nn.ReLU()")
-activation("relu6", "nn.ReLU6()")
-activation("tanh", "nn.Tanh()")
-activation("sigmoid", "nn.Sigmoid()")
-activation("gelu", "nn.GELU()")
-activation("silu", "nn.SiLU()")
+activation("relu", "nn.ReLU()", functions=("F.relu", "torch.relu", "Tensor.relu", "F.relu_", "Tensor.relu_"))
+activation("relu6", "nn.ReLU6()", functions=("F.relu6",))
+activation("tanh", "nn.Tanh()", functions=("torch.tanh", "Tensor.tanh", "F.tanh"))
+activation("sigmoid", "nn.Sigmoid()", functions=("torch.sigmoid", "Tensor.sigmoid", "F.sigmoid"))
+activation("gelu", "nn.GELU()", functions=("F.gelu",))
+activation("silu", "nn.SiLU()", functions=("F.silu",))
 def _softmax_infer(a, ins) -> TensorType:
     a["last"] = bool(ins[0].layout.channel_axis)  # tokens and channels-last: over the last dim
     return ins[0]
 
 
+def _softmax_read(site) -> dict:
+    axis = 1 if site.layout.channel_axis == 0 else len(site.in_dims)  # counted with the batch
+    if site.module.dim not in (axis, axis - len(site.in_dims) - 1):
+        raise NoForm(f"softmax over dim={site.module.dim}, not over the channels")
+    return {}
+
+
 register(OpSpec(
     name="softmax", family="softmax", infer=_softmax_infer,
     other_ops=lambda a, i, o: o.numel,
-    emit=Emit(module=lambda a, i, o: f"nn.Softmax(dim={-1 if a['last'] else 1})"), draw=Draw(fill=ACT),
+    emit=Emit(module=lambda a, i, o: f"nn.Softmax(dim={-1 if a['last'] else 1})", torch_types=("nn.Softmax",),
+              read=_softmax_read),
+    draw=Draw(fill=ACT),
     doc="softmax over channels (of each token on a sequence)",
     examples=(Example("softmax"), Example("softmax", "6"), Example("softmax", "3x6")),
 ))
-activation("hardswish", "nn.Hardswish()", "x * relu6(x + 3) / 6 (MobileNetV3)")
-activation("hardsigmoid", "nn.Hardsigmoid()", "relu6(x + 3) / 6 (MobileNetV3's gates)")
+activation("hardswish", "nn.Hardswish()", "x * relu6(x + 3) / 6 (MobileNetV3)", ("F.hardswish",))
+activation("hardsigmoid", "nn.Hardsigmoid()", "relu6(x + 3) / 6 (MobileNetV3's gates)", ("F.hardsigmoid",))
 
 register(OpSpec(
     name="leakyrelu", family="leakyrelu", infer=_same_shape, positional=("slope",),
     args={"slope": Arg(positive_float, 0.01)},
     other_ops=lambda a, i, o: o.numel,
     label=lambda a: "leakyrelu" if a["slope"] == 0.01 else f"leakyrelu {a['slope']:g}",
-    emit=Emit(module=lambda a, i, o: "nn.LeakyReLU()" if a["slope"] == 0.01 else f"nn.LeakyReLU({a['slope']!r})"),
+    emit=Emit(module=lambda a, i, o: "nn.LeakyReLU()" if a["slope"] == 0.01 else f"nn.LeakyReLU({a['slope']!r})",
+              torch_types=("nn.LeakyReLU",), read=lambda site: {"slope": site.module.negative_slope}),
     draw=Draw(fill=ACT),
     doc="LeakyReLU with negative slope `slope` (default 0.01)",
     examples=(Example("leakyrelu"), Example("leakyrelu 0.2", "6"), Example("leakyrelu slope=0.1")),
@@ -264,12 +319,23 @@ def _layernorm_module(a, ins, out) -> str:
     return f"{'LayerNorm2d' if a['image'] else 'nn.LayerNorm'}({a['features']}{extra})"
 
 
+def _layernorm_read(site) -> dict:
+    m = site.module
+    image = type(m).__name__ == "LayerNorm2d"
+    if image != (site.layout is Layout.IMAGE):
+        raise NoForm("a LayerNorm over another axis than the channels")
+    if len(m.normalized_shape) != 1 or not m.elementwise_affine or getattr(m, "bias", True) is None:
+        raise NoForm("a LayerNorm over several axes, or without its weight and bias")
+    return {"eps": m.eps}
+
+
 register(OpSpec(
     name="layernorm", family="norm", infer=_layernorm_infer,
     args={"eps": Arg(positive_float, 1e-5)},
     params=lambda a, i, o: 2 * o.c,
     other_ops=lambda a, i, o: o.numel,
-    emit=Emit(module=_layernorm_module, helper=LAYERNORM_CLASS, needs_helper=lambda a: a["image"]),
+    emit=Emit(module=_layernorm_module, helper=LAYERNORM_CLASS, needs_helper=lambda a: a["image"],
+              torch_types=("nn.LayerNorm", "torchvision.models.convnext.LayerNorm2d"), read=_layernorm_read),
     draw=Draw(fill=NORM),
     doc="LayerNorm over channels: of a vector, of each token, or at each position of CxHxW (ConvNeXt's "
         "LayerNorm2d)",
@@ -307,6 +373,28 @@ def _pool_module(cls: str):
     return emit
 
 
+def _pool_read(site) -> dict:
+    """nn.MaxPool2d / nn.AvgPool2d, or F.max_pool2d / F.avg_pool2d (their arguments in that order)."""
+    def get(i, name, default):
+        return getattr(site.module, name) if site.module is not None else site.arg(i, name, default)
+
+    maxpool = (type(site.module).__name__ if site.module is not None else site.key).lower().find("max") >= 0
+    if maxpool and (get(4, "dilation", 1) not in (1, (1, 1)) or get(6, "return_indices", False)):
+        raise NoForm("a max pool with dilation or returning indices")
+    if not maxpool and get(6, "divisor_override", None) is not None:
+        raise NoForm("an average pool with divisor_override")
+    kernel = get(1, "kernel_size", None)
+    found = {"kernel": _two(kernel), "stride": _one("stride", get(2, "stride", None) or kernel),
+             "padding": _two(get(3, "padding", 0)), "ceil": bool(get(5 if maxpool else 4, "ceil_mode", False))}
+    if not maxpool:
+        found["include_pad"] = bool(get(5, "count_include_pad", True))
+    return found
+
+
+def _output_size(site):
+    return site.module.output_size if site.module is not None else site.arg(1, "output_size", None)
+
+
 def pool(name: str, cls: str, args: dict, flags: dict, examples: tuple[Example, ...], doc: str) -> OpSpec:
     return register(OpSpec(
         name=name, family=name, kernel=True, infer=_pool_infer(name), main=True,
@@ -318,7 +406,7 @@ def pool(name: str, cls: str, args: dict, flags: dict, examples: tuple[Example, 
         other_ops=lambda a, i, o: o.numel * a["kernel"][0] * a["kernel"][1],
         label=lambda a: f"{name}{a['kernel'][0]}x{a['kernel'][1]}{_stride_text(a['stride'])}"
                         + (" ceil" if a["ceil"] else "") + ("" if a.get("include_pad", True) else " exclude_pad"),
-        emit=Emit(module=_pool_module(cls)),
+        emit=Emit(module=_pool_module(cls), torch_types=(f"nn.{cls}", f"F.{name[:3]}_pool2d"), read=_pool_read),
         draw=Draw(fill=POOL),
         doc=doc,
         examples=(Example(f"{name}3x3 /2 same"), Example(f"{name}2x2"), Example(f"{name}3x3 /1 padding=1"),
@@ -353,7 +441,10 @@ def adaptive(name: str, cls: str, doc: str) -> OpSpec:
         args={"size": Arg(positive_int, required=True)},
         other_ops=lambda a, i, o: o.c * _windows(i[0].h, o.h) * _windows(i[0].w, o.w),
         label=lambda a: f"{name} {a['size']}",
-        emit=Emit(module=lambda a, i, o: f"nn.{cls}({a['size']})"),
+        emit=Emit(module=lambda a, i, o: f"nn.{cls}({a['size']})",
+                  torch_types=(f"nn.{cls}", f"F.{name[:12]}_{name[12:]}2d"),
+                  read=lambda site: None if _two(_output_size(site)) == (1, 1)  # gap, gmp
+                  else {"size": _one("output size", _output_size(site))}),
         draw=Draw(fill=POOL),
         doc=doc,
         examples=(Example(f"{name} 6", "8x13x13"), Example(f"{name} 4", "8x4x4"), Example(f"{name} 5", "3x3x7")),
@@ -366,6 +457,14 @@ adaptive("adaptive_maxpool", "AdaptiveMaxPool2d", "AdaptiveMaxPool2d to SIZE x S
 # ---- reshaping ----
 
 
+def _global_read(site) -> dict | None:
+    """An adaptive pool to 1x1, or a mean over H and W (`x.mean([2, 3])`, with or without keepdim)."""
+    if site.key.endswith("mean"):
+        dims = site.arg(1, "dim", None)
+        return {} if isinstance(dims, tuple | list) and sorted(d % 4 for d in dims) == [2, 3] else None
+    return {} if _two(_output_size(site)) == (1, 1) else None
+
+
 def global_pool(name: str, cls: str, doc: str) -> OpSpec:
     def infer(a, ins) -> TensorType:
         need_image(name, ins[0])
@@ -374,7 +473,9 @@ def global_pool(name: str, cls: str, doc: str) -> OpSpec:
     return register(OpSpec(
         name=name, family=name, infer=infer, main=True,
         other_ops=lambda a, i, o: i[0].numel,
-        emit=Emit(module=lambda a, i, o: f"nn.{cls}(1)"),
+        emit=Emit(module=lambda a, i, o: f"nn.{cls}(1)", read=_global_read,
+                  torch_types=(f"nn.{cls}", f"F.adaptive_{cls[8:11].lower()}_pool2d",
+                               *(("Tensor.mean", "torch.mean") if name == "gap" else ()))),
         draw=Draw(fill=POOL),
         doc=doc,
         examples=(Example(name),),
@@ -423,7 +524,8 @@ register(OpSpec(
     name="shuffle", family="shuffle", infer=_shuffle_infer, positional=("groups",),
     args={"groups": Arg(positive_int, required=True)},
     label=lambda a: f"shuffle {a['groups']}",
-    emit=Emit(module=lambda a, i, o: f"nn.ChannelShuffle({a['groups']})"),
+    emit=Emit(module=lambda a, i, o: f"nn.ChannelShuffle({a['groups']})", torch_types=("nn.ChannelShuffle",),
+              read=lambda site: {"groups": site.module.groups}),
     draw=Draw(fill=PLAIN),
     doc="channel shuffle in G groups (ShuffleNet): channel g*K+k goes to k*G+g",
     examples=(Example("shuffle 2"), Example("shuffle 4", "8x3x5")),
@@ -470,13 +572,22 @@ def _layerscale_module(a, ins, out) -> str:
     return f"nn.Parameter(torch.full({dims}, {init}))"
 
 
+def _layerscale_read(site) -> dict | None:
+    p = site.param
+    if tuple(p.shape) != ((site.in_dims[0], 1, 1) if site.layout is Layout.IMAGE else (site.in_dims[-1],)):
+        return None
+    values = None if p.is_meta else p.detach().flatten().unique()
+    return {"init": float(values[0])} if values is not None and len(values) == 1 and values[0] > 0 else {}
+
+
 register(OpSpec(
     name="layerscale", family="layer_scale", infer=_layerscale_infer, positional=("init",),
     args={"init": Arg(positive_float, 1e-6)},
     params=lambda a, i, o: o.c,
     other_ops=lambda a, i, o: o.numel,
     label=lambda a: f"layerscale {a['init']:g}",
-    emit=Emit(module=_layerscale_module, apply=lambda x, attr: f"{x} * {attr}", imports=("torch",)),
+    emit=Emit(module=_layerscale_module, apply=lambda x, attr: f"{x} * {attr}", imports=("torch",),
+              torch_types=("parameter * x",), read=_layerscale_read),
     draw=Draw(fill=NORM),
     doc="a learned per-channel scale, initialised to `init` (default 1e-6): an nn.Parameter (C, 1, 1) of its block",
     examples=(Example("layerscale"), Example("layerscale 0.5", "6"), Example("layerscale", "5x6")),
@@ -500,20 +611,33 @@ class StochasticDepth(nn.Module):
         return x * mask / keep
 '''
 
+def _stochastic_depth_read(site) -> dict:
+    if site.module.mode != "row":
+        raise NoForm(f"stochastic depth in mode {site.module.mode!r}: only 'row' (per sample) is written")
+    return {"p": float(site.module.p)}
+
+
 register(OpSpec(
     name="stochastic_depth", family="stochastic_depth", aliases=("droppath",), infer=_same_shape,
     positional=("p",),
     args={"p": Arg(probability, 0.0)},
     label=lambda a: f"stochastic_depth {a['p']:g}",
-    emit=Emit(module=lambda a, i, o: f"StochasticDepth({a['p']!r})", helper=STOCHASTIC_DEPTH_CLASS),
+    emit=Emit(module=lambda a, i, o: f"StochasticDepth({a['p']!r})", helper=STOCHASTIC_DEPTH_CLASS,
+              torch_types=("torchvision.ops.stochastic_depth.StochasticDepth",), read=_stochastic_depth_read),
     draw=Draw(fill=PLAIN),
     doc="stochastic depth: drops the branch per sample with probability p in training; identity in eval",
     examples=(Example("stochastic_depth 0.1"), Example("droppath 0.2", "6")),
 ))
 
+def _flatten_read(site) -> dict | None:
+    """nn.Flatten(), torch.flatten(x, 1), or a view/reshape to (N, -1) of an image."""
+    return {} if site.layout is Layout.IMAGE and site.out_dims == (site.numel,) else None
+
+
 register(OpSpec(
     name="flatten", family="flatten", infer=lambda a, ins: shape(ins[0].numel), view=True,
-    emit=Emit(module=lambda a, i, o: "nn.Flatten()"),
+    emit=Emit(module=lambda a, i, o: "nn.Flatten()", read=_flatten_read,
+              torch_types=("nn.Flatten", "torch.flatten", "Tensor.flatten", "Tensor.view", "Tensor.reshape")),
     draw=Draw(fill=PLAIN),
     doc="CxHxW → F",
     examples=(Example("flatten"), Example("flatten", "5")),
@@ -523,7 +647,8 @@ register(OpSpec(
     name="dropout", family="dropout", infer=_same_shape, positional=("p",),
     args={"p": Arg(probability, 0.5)},
     label=lambda a: f"dropout {a['p']:g}",
-    emit=Emit(module=lambda a, i, o: f"nn.Dropout({a['p']!r})"),
+    emit=Emit(module=lambda a, i, o: f"nn.Dropout({a['p']!r})", torch_types=("nn.Dropout", "F.dropout"),
+              read=lambda site: {"p": float(site.module.p if site.module else site.arg(1, "p", 0.5))}),
     draw=Draw(fill=PLAIN),
     doc="Dropout",
     examples=(Example("dropout"), Example("dropout 0.3", "9"), Example("dropout p=0.1")),
@@ -551,7 +676,8 @@ def _add_infer(a, ins) -> TensorType:
 register(OpSpec(
     name="_add", family="add", infer=_add_infer, multi_input=True,
     other_ops=lambda a, i, o: o.numel * (len(i) - 1),
-    emit=Emit(call=lambda args, a: " + ".join(args)),
+    emit=Emit(call=lambda args, a: " + ".join(args),
+              torch_types=("operator.add", "operator.iadd", "torch.add", "Tensor.add"), read=lambda site: {}),
     draw=Draw(text="+", shape="circle", compact=True),
     doc="the sum of branches (`a | b`, `... | skip`)",
     examples=(Example("conv3x3 8 same | skip"), Example("(relu | tanh | skip)", "5")),
@@ -579,7 +705,8 @@ def _mul_infer(a, ins) -> TensorType:
 register(OpSpec(
     name="_mul", family="mul", infer=_mul_infer, multi_input=True,
     other_ops=lambda a, i, o: o.numel * (len(i) - 1),
-    emit=Emit(call=lambda args, a: " * ".join(args)),
+    emit=Emit(call=lambda args, a: " * ".join(args),
+              torch_types=("operator.mul", "operator.imul", "torch.mul", "Tensor.mul"), read=lambda site: {}),
     draw=Draw(text="×", shape="circle", compact=True, fill="#efe3f7"),
     doc="the elementwise product of branches, broadcasting dimensions of 1 (`skip & gate`)",
     examples=(Example("skip & gap > conv1x1 2 > relu > conv1x1 8 > sigmoid"), Example("(tanh & sigmoid)", "5"),
@@ -601,9 +728,18 @@ def _concat_infer(a, ins) -> TensorType:
     return first.with_c(sum(t.c for t in ins))
 
 
+def _concat_read(site) -> dict:
+    dim = site.arg(1, "dim", 0)
+    rank = len(site.in_dims) + 1
+    if dim % rank != (1 if site.layout.channel_axis == 0 else rank - 1):
+        raise NoForm(f"a concatenation on dim {dim}, not on the channels")
+    return {}
+
+
 register(OpSpec(
     name="_concat", family="cat", infer=_concat_infer, multi_input=True,
-    emit=Emit(call=lambda args, a: f"torch.cat([{', '.join(args)}], dim={a.get('dim', 1)})", imports=("torch",)),
+    emit=Emit(call=lambda args, a: f"torch.cat([{', '.join(args)}], dim={a.get('dim', 1)})", imports=("torch",),
+              torch_types=("torch.cat", "torch.concat"), read=_concat_read),
     draw=Draw(text="concat", compact=True),
     doc="the concatenation of branches on channels (`[a, b]`)",
     examples=(Example("[conv1x1 4, skip, maxpool3x3 /1 same]"), Example("[dense 3, skip]", "4"),

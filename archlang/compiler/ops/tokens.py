@@ -13,6 +13,7 @@ from archlang.compiler.ops import (
     Draw,
     Emit,
     Example,
+    NoForm,
     OpSpec,
     ShapeError,
     need_layout,
@@ -38,7 +39,8 @@ def _tokens_infer(a, ins) -> TensorType:
 register(OpSpec(
     name="tokens", family="tokens", infer=_tokens_infer, view=True,
     emit=Emit(call=lambda args, a: f"{args[0]}.flatten(1, 2)" if a["grid"]
-              else f"{args[0]}.flatten(2).transpose(1, 2)"),
+              else f"{args[0]}.flatten(2).transpose(1, 2)",
+              torch_types=("flatten(2).transpose(1, 2)",), read=lambda site: {}),
     draw=Draw(fill=PLAIN),
     doc="CxHxW (or HxWxC) → (H*W)xC: one token per position, in row-major order (ViT after its patch conv)",
     examples=(Example("tokens", "8x3x5"), Example("channels_last > tokens", "6x2x2")),
@@ -46,6 +48,7 @@ register(OpSpec(
 
 
 def _permute(name: str, src: Layout, doc: str, dims: str) -> OpSpec:
+    order = tuple(int(d) for d in dims.split(", "))
     def infer(a, ins) -> TensorType:
         inp = ins[0]
         need_layout(name, inp, src)
@@ -55,7 +58,9 @@ def _permute(name: str, src: Layout, doc: str, dims: str) -> OpSpec:
 
     return register(OpSpec(
         name=name, family=name, infer=infer, view=True,
-        emit=Emit(call=lambda args, a: f"{args[0]}.permute({dims})"),
+        emit=Emit(call=lambda args, a: f"{args[0]}.permute({dims})",
+                  torch_types=("torchvision.ops.misc.Permute", "Tensor.permute", "torch.permute"),
+                  read=lambda site: {} if site.layout is src and site.dims == order else None),
         draw=Draw(fill=PLAIN),
         doc=doc,
         examples=(Example(name if src is Layout.IMAGE else f"channels_last > {name}", "4x3x5"),),
@@ -80,6 +85,8 @@ register(OpSpec(
     name="class_token", family="class_token", infer=_class_token_infer,
     params=lambda a, i, o: o.c,
     emit=Emit(module=lambda a, i, o: f"nn.Parameter(torch.zeros(1, 1, {a['features']}))", imports=("torch",),
+              torch_types=("cat([parameter, x])",),
+              read=lambda site: {} if tuple(site.param.shape)[:2] == (1, 1) else None,
               apply=lambda x, attr: f"torch.cat([{attr}.expand({x}.shape[0], -1, -1), {x}], dim=1)"),
     draw=Draw(fill=DENSE),
     doc="prepends a learned class token (an nn.Parameter (1, 1, D) of its block, zeros at first): S → S+1",
@@ -99,7 +106,9 @@ register(OpSpec(
     params=lambda a, i, o: o.numel,
     other_ops=lambda a, i, o: o.numel,
     emit=Emit(module=lambda a, i, o: f"nn.Parameter(torch.empty(1, {a['length']}, {a['features']}).normal_(std=0.02))",
-              imports=("torch",), apply=lambda x, attr: f"{x} + {attr}"),
+              imports=("torch",), apply=lambda x, attr: f"{x} + {attr}",
+              torch_types=("x + parameter",),
+              read=lambda site: {} if tuple(site.param.shape) == (1, *site.in_dims) else None),
     draw=Draw(fill=DENSE),
     doc="adds a learned position embedding (an nn.Parameter (1, S, D) of its block, normal with std 0.02)",
     examples=(Example("pos_embedding", "5x8"),),
@@ -114,11 +123,21 @@ def _token_infer(a, ins) -> TensorType:
     return shape(inp.c)
 
 
+def _token_read(site) -> dict | None:
+    """x[:, i] of a token sequence."""
+    index = site.arg(1, "index", None)
+    if site.layout is not Layout.TOKENS or not isinstance(index, tuple) or len(index) != 2:
+        return None
+    if index[0] != slice(None) or not isinstance(index[1], int) or index[1] < 0:
+        return None
+    return {"index": index[1]}
+
+
 register(OpSpec(
     name="token", family="token", infer=_token_infer, view=True, positional=("index",),
     args={"index": Arg(nonneg_int, 0)},
     label=lambda a: f"token {a['index']}",
-    emit=Emit(call=lambda args, a: f"{args[0]}[:, {a['index']}]"),
+    emit=Emit(call=lambda args, a: f"{args[0]}[:, {a['index']}]", torch_types=("operator.getitem",), read=_token_read),
     draw=Draw(fill=PLAIN),
     doc="token I (default 0, the class token) of a sequence, as a feature vector: SxD → D",
     examples=(Example("token", "5x8"), Example("token 3 > dense 2", "5x8")),
@@ -148,6 +167,13 @@ def _mha_module(a, ins, out) -> str:
     return f"nn.MultiheadAttention({a['features']}, {a['heads']}{extra}, batch_first=True)"
 
 
+def _mha_read(site) -> dict:
+    m = site.module
+    if not m.batch_first or not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn:
+        raise NoForm("attention that is not batch-first self-attention with one packed projection")
+    return {"heads": m.num_heads, "dropout": float(m.dropout), "bias": m.in_proj_bias is not None}
+
+
 register(OpSpec(
     name="mha", family="attn", infer=_mha_infer, main=True, positional=("heads",),
     args={"heads": Arg(positive_int, required=True), "dropout": Arg(probability, 0.0), "bias": Arg(switch, True)},
@@ -158,7 +184,8 @@ register(OpSpec(
     # the softmax over each head's S x S scores, and the projections' bias adds
     other_ops=lambda a, i, o: a["heads"] * o.s * o.s + (4 * o.numel if a["bias"] else 0),
     label=lambda a: f"mha {a['heads']}",
-    emit=Emit(module=_mha_module, forward=lambda x, attr: f"{attr}({x}, {x}, {x}, need_weights=False)[0]"),
+    emit=Emit(module=_mha_module, forward=lambda x, attr: f"{attr}({x}, {x}, {x}, need_weights=False)[0]",
+              torch_types=("nn.MultiheadAttention",), read=_mha_read),
     draw=Draw(fill=CONV),
     doc="multi-head self-attention over a token sequence, as nn.MultiheadAttention (packed in_proj, "
         "batch_first); `dropout` on the attention weights",

@@ -1,0 +1,214 @@
+"""`archc import` (archlang.importer.from_torch): PyTorch models back to .arch text.
+
+Round trips against the models themselves: the imported text compiles to the model's parameter
+count and MACs (FlopCounterMode / 2, on the meta device), the model's re-randomised weights load
+into the compiled module (by name where the names line up, else by order) and the outputs agree
+to 1e-4 of their scale in eval mode."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+import archlang  # noqa: E402
+from archlang.cli import main  # noqa: E402
+from archlang.importer import from_torch  # noqa: E402
+from archlang.importer.trace import ImportFailure  # noqa: E402
+from tests.torchvision_ref import models, rerandomise  # noqa: E402
+
+
+def _macs(model: nn.Module, dims) -> int:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    torch.backends.mha.set_fastpath_enabled(False)
+    counter = FlopCounterMode(display=False)
+    with counter, sdpa_kernel(SDPBackend.MATH), torch.no_grad():
+        model.eval()(torch.empty(1, *dims, device=next(model.parameters()).device))
+    return counter.get_total_flops() // 2
+
+
+def round_trip(build, dims, size=None, name="net", strict=False) -> dict:
+    """Import `build()` (made on the meta device for the text and the counts), compile it, and
+    hold the compiled network against a real, re-randomised instance.  Returns the figures."""
+    try:
+        with torch.device("meta"):
+            meta = build()
+    except NotImplementedError:  # RegNet reads tensor values while it builds
+        meta = build()
+    text = from_torch(meta, dims, name=name)
+    net = archlang.compile(text, f"{name}.arch")[name]
+    params = sum(p.numel() for p in meta.parameters())
+    assert net.params == params, text
+    assert net.macs == _macs(meta, dims), text
+    torch.manual_seed(0)
+    reference = rerandomise(build()).eval()
+    generated = net.to_torch().eval()
+    if strict:
+        generated.load_state_dict(reference.state_dict())
+    else:
+        archlang.load_weights(generated, reference.state_dict())
+    shape = (2, *dims) if size is None else (2, dims[0], size, size)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, got = reference(x), generated(x)
+    torch.testing.assert_close(got, expected, atol=1e-4 * expected.abs().max().item(), rtol=1e-4)
+    return {"text": text, "lines": len(text.splitlines()), "params": params, "macs": net.macs}
+
+
+needs_tv = pytest.mark.skipif(models is None, reason="torchvision is not importable")
+
+
+@needs_tv
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_resnet_round_trip_loads_by_name(name):
+    figures = round_trip(lambda: getattr(models, name)(weights=None), (3, 224, 224), 64, name, strict=True)
+    assert "set shortcut_name = downsample" in figures["text"]
+    assert figures["lines"] < 40
+
+
+@needs_tv
+def test_resnet152_imports_to_under_40_lines():
+    with torch.device("meta"):
+        model = models.resnet152(weights=None)
+    text = from_torch(model, (3, 224, 224), name="resnet152")
+    assert len(text.splitlines()) < 40
+    assert "layer3  = bottleneck 256 /2 > bottleneck 256 x35" in text
+
+
+# model, input size for the outputs (None: the model's own), whether slow
+TORCHVISION = [("resnet34", 64, False), ("vgg11", 64, True), ("alexnet", None, False), ("densenet121", 64, False),
+               ("mobilenet_v2", 64, False), ("mobilenet_v3_small", 64, False), ("squeezenet1_0", 96, False),
+               ("efficientnet_b0", 64, False), ("regnet_y_400mf", 64, False), ("mnasnet0_5", 64, False),
+               ("convnext_tiny", 64, True), ("vit_b_16", None, True)]
+
+
+@needs_tv
+@pytest.mark.parametrize("name,size", [pytest.param(n, s, marks=[pytest.mark.slow] if slow else [], id=n)
+                                       for n, s, slow in TORCHVISION])
+def test_torchvision_round_trip(name, size):
+    round_trip(lambda: getattr(models, name)(weights=None), (3, 224, 224), size, name)
+
+
+class CifarBlock(nn.Module):
+    """He et al.'s CIFAR basic block with a 1x1 projection where the shape changes (option B)."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, n=3, classes=10):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        blocks, cin = [], 16
+        for cout, stride in ((16, 1), (32, 2), (64, 2)):
+            for i in range(n):
+                blocks.append(CifarBlock(cin, cout, stride if i == 0 else 1))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, classes)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv(x)))
+        x = self.blocks(x)
+        x = nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.fc(x)
+
+
+def test_cifar_resnet_written_here_round_trips():
+    figures = round_trip(CifarResNet, (3, 32, 32), name="cifar_resnet")
+    text = figures["text"]
+    assert "def cifar_block(c, stride=1) = (conv3x3 c /stride > bn > relu > conv3x3 c > bn | skip) > relu" in text
+    assert ("blocks = ( cifar_block 16 x3 > cifar_block 32 /2 > cifar_block 32 x2 > cifar_block 64 /2 > "
+            "cifar_block 64 x2 )") in " ".join(text.split())
+    assert figures["params"] == 272_474  # He et al.'s ResNet-20 with option B projections
+
+
+def test_network_named_and_input_written():
+    with torch.device("meta"):
+        text = from_torch(nn.Sequential(nn.Linear(8, 4), nn.ReLU()), (8,), name="tiny")
+    assert text.splitlines()[-4:] == ["network tiny:", "    input 8", "    dense 4", "    relu"]
+
+
+class Unmappable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.up = nn.PixelShuffle(2)
+
+    def forward(self, x):
+        return self.up(self.conv(x))
+
+
+class DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.conv(x)
+        return x
+
+
+def test_an_unmappable_layer_is_named_with_its_class_and_line():
+    with pytest.raises(ImportFailure) as err:
+        from_torch(Unmappable(), (3, 8, 8))
+    message = str(err.value)
+    assert message.startswith("cannot import up (torch.nn.modules.pixelshuffle.PixelShuffle) at ")
+    assert "test_import.py:" in message and "no archlang op has this PyTorch form" in message
+
+
+def test_data_dependent_control_flow_is_a_clear_error():
+    with pytest.raises(ImportFailure) as err:
+        from_torch(DataDependent(), (3, 8, 8))
+    message = str(err.value)
+    assert message.startswith("cannot trace DataDependent at ") and "test_import.py:" in message
+    assert "control flow that depends on tensor values" in message
+
+
+def test_cli_import_writes_the_file(tmp_path, capsys):
+    out = tmp_path / "cifar.arch"
+    code = main(["import", "tests.test_import:CifarResNet", "--input", "3x32x32", "--arg", "n=2", "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    net = archlang.compile_file(out)["CifarResNet"]
+    assert net.params == sum(p.numel() for p in CifarResNet(n=2).parameters())
+
+
+def test_cli_import_errors(capsys):
+    assert main(["import", "tests.test_import:Unmappable", "--input", "3x8x8"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("archc: error: cannot import up (torch.nn.modules.pixelshuffle.PixelShuffle)")
+    assert "Traceback" not in err
+    with pytest.raises(SystemExit) as exit_:
+        main(["import", "specs/resnets.arch"])
+    assert exit_.value.code == 2
+    assert "not 'specs/resnets.arch'" in capsys.readouterr().err
+
+
+@needs_tv
+def test_the_guide_shows_what_archc_import_writes():
+    from tests.conftest import ROOT
+
+    guide = (ROOT / "docs" / "import.md").read_text()
+    for name in ("resnet50", "densenet121"):
+        with torch.device("meta"):
+            model = getattr(models, name)(weights=None)
+        text = from_torch(model, (3, 224, 224), name=name, source=f"torchvision.models:{name}")
+        assert f"```arch\n{text}```" in guide, f"docs/import.md's {name} differs from what archc import writes"
