@@ -24,7 +24,8 @@ class LayerRow(_Strict):
     shape: list[NonNegativeInt] = Field(description="output shape of one sample: [C, H, W] or [F]")
     params: NonNegativeInt
     buffers: NonNegativeInt
-    macs: NonNegativeInt = Field(description="multiply-accumulates of conv, dense and attention, bias excluded, batch 1")
+    macs: NonNegativeInt = Field(
+        description="multiply-accumulates of conv, dense and attention, bias excluded, batch 1")
     other_ops: NonNegativeInt = Field(description="elementwise work: bias adds, BN, activations, pools, sums")
     activation_bytes: NonNegativeInt = Field(description="float32 outputs at batch 1 (views take none)")
     ws: bool = Field(description="an inserted Ws projection, or a block holding one")
