@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import textwrap
@@ -61,8 +62,16 @@ class _Usage(Exception):
     pass
 
 
+# the commands that also read a PyTorch model (MODULE:CALLABLE) through `archc import`
+READS_MODELS = ("check", "report", "render")
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="the .arch file")
+    if p.prog.rsplit(" ", 1)[-1] in READS_MODELS:
+        p.add_argument("file", help="the .arch file, or MODULE:CALLABLE: a PyTorch model read as `archc import` "
+                                    "reads it at 3x224x224 (this imports the Python module and runs its code)")
+    else:
+        p.add_argument("file", help="the .arch file")
     p.add_argument("--network", "-n", metavar="N", help="only this network (default: all in the file)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a network parameter, e.g. --set classes=10 (repeatable)")
@@ -72,7 +81,46 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def _compile(args):
     from archlang.api import compile_file
 
+    if args.command in READS_MODELS and python_target(args.file):
+        return _imported(args.file, _overrides(args.overrides), args.plain, args.network)
     return compile_file(args.file, _overrides(args.overrides), plain=args.plain, network=args.network)
+
+
+_MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def python_target(spec: str) -> bool:
+    """`torchvision.models:resnet50`: a Python module and callable, not an .arch file (which never
+    runs code): a dotted module name, then a callable's name, and no such file exists."""
+    from pathlib import Path
+
+    module, sep, attr = spec.partition(":")
+    return bool(sep and _MODULE_PATH.fullmatch(module) and _MODULE_PATH.fullmatch(attr)
+                and not module.endswith(".arch") and not Path(spec).exists() and not Path(module).exists())
+
+
+class _ImportedFailure(Exception):
+    """archc report/render/diff of a MODULE:CALLABLE target that could not be imported."""
+
+
+def _imported(target: str, overrides, plain: bool, network: str | None):
+    """The program of `archc import TARGET`'s text (at 3x224x224), for report, render and diff."""
+    try:
+        from archlang.importer import from_torch, load_target
+        from archlang.importer.trace import ImportFailure
+    except ImportError as err:  # torch itself is missing
+        raise _ImportedFailure(f"reading {target} needs PyTorch ({err}): pip install torch") from None
+    from archlang.api import compile as compile_source
+
+    name = target.rsplit(":", 1)[1].rsplit(".", 1)[-1]
+    try:
+        text = from_torch(load_target(target, {}), IMPORT_INPUT, name=name, source=target)
+    except ImportFailure as err:
+        raise _ImportedFailure(str(err)) from None
+    return compile_source(text, f"{name}.arch", overrides, plain=plain, network=network)
+
+
+IMPORT_INPUT = (3, 224, 224)  # the input of a MODULE:CALLABLE given to report, render or diff
 
 
 def _shape(dims) -> str:
@@ -209,6 +257,10 @@ def _pick(spec: str, network: str | None, overrides, plain: bool):
     from archlang.api import compile_file
 
     path, name = spec, network
+    if python_target(spec):
+        program = _imported(spec, _overrides(overrides), plain, network)
+        net = next(iter(program))
+        return net, f"{net.name} ({spec}{', plain' if plain else ''})"
     if ":" in spec and not Path(spec).exists():
         path, name = spec.rsplit(":", 1)
     program = compile_file(path, _overrides(overrides), plain=plain, network=name)
@@ -475,8 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "differ. A and B are FILE or FILE:NETWORK.",
                     "archc diff specs/resnet34_options.arch:resnet34_a specs/resnet34.arch:resnet34",
                     common=False)
-    p.add_argument("a", metavar="A", help="FILE or FILE:NETWORK")
-    p.add_argument("b", metavar="B", help="FILE or FILE:NETWORK")
+    p.add_argument("a", metavar="A", help="FILE, FILE:NETWORK or MODULE:CALLABLE (a PyTorch model, imported)")
+    p.add_argument("b", metavar="B", help="FILE, FILE:NETWORK or MODULE:CALLABLE (a PyTorch model, imported)")
     p.add_argument("--network", "-n", metavar="N", help="the network to take from both files")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a parameter in both networks (repeatable)")
@@ -560,6 +612,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ArchError as err:
         print(_red(str(err)), file=sys.stderr)
+        return 1
+    except _ImportedFailure as err:
+        print(_red(f"archc: error: {err}"), file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 0

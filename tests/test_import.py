@@ -7,6 +7,8 @@ to 1e-4 of their scale in eval mode."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -212,3 +214,24 @@ def test_the_guide_shows_what_archc_import_writes():
             model = getattr(models, name)(weights=None)
         text = from_torch(model, (3, 224, 224), name=name, source=f"torchvision.models:{name}")
         assert f"```arch\n{text}```" in guide, f"docs/import.md's {name} differs from what archc import writes"
+
+
+def test_report_render_and_diff_read_a_python_target_directly(tmp_path, capsys):
+    """`archc report torchvision.models:resnet18` imports the model first (as `archc import`
+    would) and reports it; an .arch path with a colon is still FILE:NETWORK, and a target that
+    cannot be imported is a clean error."""
+    from archlang.cli import main, python_target
+
+    assert python_target("torchvision.models:resnet18")
+    assert not python_target("specs/resnets.arch:resnet18") and not python_target("resnets.arch:resnet18")
+    assert main(["report", "torchvision.models:resnet18", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    reference = models.resnet18(weights=None)
+    assert report["params"] == sum(p.numel() for p in reference.parameters()) == 11_689_512
+    assert main(["diff", "torchvision.models:resnet18", "specs/resnets.arch:resnet18", "--json"]) == 0
+    totals = json.loads(capsys.readouterr().out)  # torchvision's resnet18 and the spec's: one network
+    assert totals["params"] == [11_689_512, 11_689_512] and totals["macs"][0] == totals["macs"][1]
+    assert main(["render", "torchvision.models:resnet18", "-f", "dot", "-o", str(tmp_path / "r.dot")]) == 0
+    assert "layer4" in (tmp_path / "r.dot").read_text()
+    assert main(["report", "torchvision.models:no_such_model"]) == 1
+    assert "torchvision.models has no no_such_model" in capsys.readouterr().err
