@@ -53,9 +53,10 @@ def _stride_text(stride) -> str:
 # ---- conv ----
 
 
-def _conv_infer(a, ins) -> TensorType:
-    inp = ins[0]
-    need_image("conv", inp)
+def conv_widths(op: str, a, inp: TensorType) -> None:
+    """A conv's (or transposed conv's) input and output widths into `a` (the output defaults to
+    the input's), checked against its groups."""
+    need_image(op, inp)
     a["in_c"] = inp.c
     if a.get("out") is None:
         a["out"] = inp.c
@@ -64,6 +65,11 @@ def _conv_infer(a, ins) -> TensorType:
         raise ShapeError(
             f"groups={g} must divide both the input width {inp.c} and the output width {a['out']}"
         )
+
+
+def _conv_infer(a, ins) -> TensorType:
+    inp = ins[0]
+    conv_widths("conv", a, inp)
     a["padding"] = resolve_padding(a["padding"], a["kernel"], a["dilation"])
     h, w = spatial(f"conv{a['kernel'][0]}x{a['kernel'][1]}", inp, a["kernel"], a["stride"], a["padding"], a["dilation"])
     return shape(a["out"], h, w)

@@ -23,7 +23,7 @@ from archlang.compiler.ops import (
     register,
     switch,
 )
-from archlang.compiler.ops.layers import CONV, PLAIN, POOL, _kwargs, _pair, _stride_text
+from archlang.compiler.ops.layers import CONV, PLAIN, POOL, _kwargs, _pair, _stride_text, conv_widths
 from archlang.compiler.symbolic import Unstageable, is_symbolic
 
 # ---- upsample ----
@@ -97,13 +97,7 @@ register(OpSpec(
 
 def _convt_infer(a, ins) -> TensorType:
     inp = ins[0]
-    need_image("convtranspose", inp)
-    a["in_c"] = inp.c
-    if a.get("out") is None:
-        a["out"] = inp.c
-    g = a["groups"]
-    if inp.c % g or a["out"] % g:
-        raise ShapeError(f"groups={g} must divide both the input width {inp.c} and the output width {a['out']}")
+    conv_widths("convtranspose", a, inp)
     s, p, d, op = a["stride"], a["padding"], a["dilation"], a["output_padding"]
     if op >= max(s, d):
         raise ShapeError(f"output_padding {op} must be smaller than the stride or the dilation")
