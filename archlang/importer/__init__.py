@@ -96,18 +96,12 @@ def _unused(module, reader, output) -> None:
 
 
 def _walk_skips(e, found: list) -> None:
-    from archlang.importer.structure import Group, Merge, Seq, Skip
+    from archlang.importer.structure import Skip, children
 
     if isinstance(e, Skip):
         found.append(e)
-    elif isinstance(e, Seq):
-        for i in e.items:
-            _walk_skips(i, found)
-    elif isinstance(e, Merge):
-        for b in e.branches:
-            _walk_skips(b, found)
-    elif isinstance(e, Group):
-        _walk_skips(e.body, found)
+    for child in children(e):
+        _walk_skips(child, found)
 
 
 def _check(text: str, name: str, module, out, dims) -> None:

@@ -395,6 +395,18 @@ def frame_text(u) -> str:
     return f"{frame.path} ({frame.cls.__name__})"
 
 
+def children(e) -> list:
+    """The sub-expressions an expression holds: a chain's items, a merge's branches, a block's or
+    a repeat's body; none for a layer, a call or a skip."""
+    if isinstance(e, Seq):
+        return list(e.items)
+    if isinstance(e, Merge):
+        return list(e.branches)
+    if isinstance(e, Group | Repeat):
+        return [e.body]
+    return []
+
+
 def flat_items(e) -> list:
     if isinstance(e, Group):
         return flat_items(e.body)
@@ -427,14 +439,8 @@ def holes(e, out: list) -> list:
                         lambda t, c=e, k=k: c.values.__setitem__(k, t)))
         if e.stride is not None:
             out.append(("stride", e.stride, lambda t, c=e: setattr(c, "stride", t)))
-    elif isinstance(e, Seq):
-        for i in e.items:
-            holes(i, out)
-    elif isinstance(e, Merge):
-        for b in e.branches:
-            holes(b, out)
-    elif isinstance(e, Group | Repeat):
-        holes(e.body, out)
+    for child in children(e):
+        holes(child, out)
     return out
 
 
@@ -472,16 +478,10 @@ class Structurer:
         self.names: set[str] = set()
 
     def collect(self, e, found: list):
-        if isinstance(e, Group):
-            if e.key:
-                found.append(e)
-            self.collect(e.body, found)
-        elif isinstance(e, Seq):
-            for i in e.items:
-                self.collect(i, found)
-        elif isinstance(e, Merge):
-            for b in e.branches:
-                self.collect(b, found)
+        if isinstance(e, Group) and e.key:
+            found.append(e)
+        for child in children(e):
+            self.collect(child, found)
 
     def module(self, key):
         return self.w.root.get_submodule(key[-1].path)
