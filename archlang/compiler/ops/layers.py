@@ -152,11 +152,6 @@ def _dense_infer(a, ins) -> TensorType:
     return inp.with_c(a["out"])  # a vector; on tokens or channels-last, per position
 
 
-def _positions(t: TensorType) -> int:
-    """How many vectors of features a tensor holds: 1 for a vector, S tokens, H*W positions."""
-    return t.numel // t.c if not t.is_image else t.h * t.w
-
-
 register(OpSpec(
     name="dense", family="fc", aliases=("fc", "linear"), infer=_dense_infer, main=True, flatten_input=True,
     positional=("out",),
@@ -164,7 +159,7 @@ register(OpSpec(
     flags={"bias": ("bias", True), "nobias": ("bias", False)},
     settings={"bias": "bias"},
     params=lambda a, i, o: a["in_f"] * a["out"] + (a["out"] if a["bias"] else 0),
-    macs=lambda a, i, o: a["in_f"] * a["out"] * _positions(o),
+    macs=lambda a, i, o: a["in_f"] * o.numel,  # in x out for each token or position
     other_ops=lambda a, i, o: o.numel if a["bias"] else 0,
     label=lambda a: f"dense {a['out']}",
     emit=Emit(module=lambda a, i, o: f"nn.Linear({a['in_f']}, {a['out']}{', bias=False' if not a['bias'] else ''})",
