@@ -24,13 +24,13 @@ from archlang.importer import from_torch
 from archlang.importer.trace import ImportFailure
 from tests.torchvision_ref import _no_init, models, rerandomise
 
-SIZES = {"inception_v3": 299}  # input sizes other than 224
+SIZES = {"inception_v3": 299, "swin_v2_t": 256, "swin_v2_s": 256, "swin_v2_b": 256}  # input sizes other than 224
 
 
 def _build(name: str, device: str | None):
     kwargs = {"weights": None}
     if name in ("googlenet", "inception_v3"):
-        kwargs.update(aux_logits=False, init_weights=False)
+        kwargs.update(init_weights=False)  # with their auxiliary heads, torchvision's default
     build = getattr(models, name)
     if device == "meta":
         try:

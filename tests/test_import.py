@@ -84,7 +84,8 @@ def test_resnet152_imports_to_under_40_lines():
 TORCHVISION = [("resnet34", 64, False), ("vgg11", 64, True), ("alexnet", None, False), ("densenet121", 64, False),
                ("mobilenet_v2", 64, False), ("mobilenet_v3_small", 64, False), ("squeezenet1_0", 96, False),
                ("efficientnet_b0", 64, False), ("regnet_y_400mf", 64, False), ("mnasnet0_5", 64, False),
-               ("convnext_tiny", 64, True), ("vit_b_16", None, True)]
+               ("convnext_tiny", 64, True), ("vit_b_16", None, True), ("shufflenet_v2_x0_5", 64, False),
+               ("swin_t", None, True), ("maxvit_t", None, True)]
 
 
 @needs_tv
@@ -92,6 +93,75 @@ TORCHVISION = [("resnet34", 64, False), ("vgg11", 64, True), ("alexnet", None, F
                                        for n, s, slow in TORCHVISION])
 def test_torchvision_round_trip(name, size):
     round_trip(lambda: getattr(models, name)(weights=None), (3, 224, 224), size, name)
+
+
+@needs_tv
+def test_shufflenet_reads_chunk_and_the_reshape_shuffle():
+    """torchvision's channel_shuffle (view to groups, transpose, view back) is `shuffle 2`, and
+    `x.chunk(2, dim=1)` with its two halves taken apart is `[chunk 2, chunk 2 1 > ...]`."""
+    with torch.device("meta"):
+        model = models.shufflenet_v2_x1_0(weights=None)
+    text = from_torch(model, (3, 224, 224), name="shufflenet")
+    assert "    shuffle 2\n" in text and "        chunk 2,\n        chunk 2 1 > conv1x1 in.c//2 > bn" in text
+    assert "stage3  = inverted_residual 116 > inverted_residual2 x7" in text
+
+
+@needs_tv
+@pytest.mark.parametrize("name,size,heads", [("googlenet", 224, ("aux1", "aux2")),
+                                             pytest.param("inception_v3", 299, ("AuxLogits",), marks=pytest.mark.slow)])
+def test_auxiliary_heads_import_as_aux_lines(name, size, heads):
+    """torchvision's GoogLeNet and Inception-v3 as built by default (aux_logits=True): the heads,
+    which forward computes in training only, become `aux` lines reading the line they branch
+    from, and the compiled module returns what torchvision's does in training mode too."""
+    def build():
+        return getattr(models, name)(weights=None, init_weights=False)
+
+    figures = round_trip(build, (3, size, size), 64 if name == "googlenet" else None, name)
+    text = figures["text"]
+    for head in heads:
+        assert f"aux {head}" in text
+    if name == "googlenet":
+        assert "    aux aux1    = @inception4a > inception_aux\n    aux aux2    = @inception4d > inception_aux" in text
+        assert text.rstrip().endswith("output @fc, @aux2, @aux1")
+    torch.manual_seed(0)
+    reference = rerandomise(build())
+    generated = archlang.compile(text, f"{name}.arch")[name].to_torch()
+    archlang.load_weights(generated, reference.state_dict())
+    for model in (reference, generated):  # training mode, without the randomness of dropout
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2))
+    expected, got = tuple(reference.train()(x)), generated.train()(x)
+    assert len(got) == len(expected) == len(heads) + 1
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4 * b.abs().max().item(), rtol=1e-4)
+
+
+class Unused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.spare = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class UnequalSplit(nn.Module):
+    def forward(self, x):
+        a, b = torch.split(x, [2, 6], dim=1)
+        return torch.cat([b, a], dim=1)
+
+
+def test_what_forward_never_reaches_and_unequal_splits_are_errors():
+    with pytest.raises(ImportFailure) as err:
+        from_torch(Unused(), (3, 8, 8))
+    assert "Unused holds 2 parameter tensors its forward does not use" in str(err.value)
+    assert "(in spare)" in str(err.value)
+    with pytest.raises(ImportFailure) as err:
+        from_torch(UnequalSplit(), (8, 4, 4))
+    assert "the function torch.split" in str(err.value) and "parts of different sizes" in str(err.value)
 
 
 class CifarBlock(nn.Module):

@@ -45,12 +45,20 @@ def from_torch(module, input_shape, name: str | None = None, source: str | None 
     dims = tuple(int(d) for d in input_shape)
     gm, out = trace(module, dims)
     reader = Reader(gm)
-    output = reader.extend_concats(reader.run())
-    _unused(module, reader, output)
+    outputs = reader.run()
+    if len(outputs) != 1:
+        raise ImportFailure(f"{type(module).__name__} returns {len(outputs)} tensors in eval mode; an archlang "
+                            "network returns one (and its auxiliary heads' in training)")
+    [output] = reader.extend_concats(outputs)
+    heads: list[int] = []
+    unused = _unused(module, reader, [output])
+    if unused:  # auxiliary heads, computed in training only?
+        reader, output, heads = _with_heads(module, dims, reader.nodes[output].leaf, unused)
     name = name or _name_of(module)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ImportFailure(f"'{name}' cannot name a network: use letters, digits and _")
-    writer = Writer(reader.nodes, output, module, name)
+    writer = Writer(reader.nodes, output, module, name, tuple(h for h in heads if h != output))
+    writer.returns = heads
     root, _ = writer.block_expr(())
     skips: list[Skip] = []
     _walk_skips(root, skips)
@@ -66,12 +74,29 @@ def from_torch(module, input_shape, name: str | None = None, source: str | None 
     return text
 
 
-def _unused(module, reader, output) -> None:
-    """Parameters the forward does not reach (GoogLeNet's auxiliary classifiers in eval mode) would
-    be lost without a word: an error names them."""
-    from archlang.importer.trace import ImportFailure
+def _with_heads(module, dims, main_leaf, unused):
+    """The model traced in training mode, where it returns its output and its auxiliary heads'
+    (torchvision's GoogLeNet and Inception-v3): the reader, the output and the heads' outputs
+    in the order the model returns them.  Parameters neither reaches are an error."""
+    from archlang.importer.trace import ImportFailure, Reader, trace
 
-    live, todo = set(), [output]
+    gm, _ = trace(module, dims, training=True)
+    reader = Reader(gm)
+    outputs = reader.extend_concats(reader.run())
+    mains = [k for k, o in enumerate(outputs) if reader.nodes[o].leaf == main_leaf]
+    if len(outputs) < 2 or len(mains) != 1 or _unused(module, reader, outputs):
+        owners = list(dict.fromkeys(n.rsplit(".", 1)[0].split(".")[0] for n in unused))
+        raise ImportFailure(f"{type(module).__name__} holds {len(unused)} parameter tensors its forward does not "
+                            f"use on this input, in eval mode or as an auxiliary head in training (in "
+                            f"{', '.join(owners[:5])}); archlang writes what forward computes, so the network "
+                            "would lose them: import a model without them")
+    main = outputs[mains[0]]
+    return reader, main, outputs
+
+
+def _unused(module, reader, outputs) -> list[str]:
+    """Parameters the forward does not reach (GoogLeNet's auxiliary classifiers in eval mode)."""
+    live, todo = set(), list(outputs)
     while todo:
         i = todo.pop()
         if i not in live:
@@ -86,13 +111,7 @@ def _unused(module, reader, output) -> None:
         parts = name.split(".")
         return any(".".join(parts[:k]) in used for k in range(1, len(parts) + 1))
 
-    unused = [n for n, _ in module.named_parameters() if not reached(n)]
-    if unused:
-        owners = list(dict.fromkeys(n.rsplit(".", 1)[0].split(".")[0] for n in unused))
-        raise ImportFailure(f"{type(module).__name__} holds {len(unused)} parameter tensors its forward does not use "
-                            f"on this input in eval mode (in {', '.join(owners[:5])}); archlang writes what forward "
-                            "computes, so the network would lose them: import a model without them "
-                            "(torchvision's GoogLeNet and Inception: --arg aux_logits=False)")
+    return [n for n, _ in module.named_parameters() if not reached(n)]
 
 
 def _walk_skips(e, found: list) -> None:

@@ -77,6 +77,16 @@ class Group:
 
 
 @dataclass
+class Head:
+    """An auxiliary head, computed in training only: `aux label = @ref > body`."""
+
+    label: str
+    ref: str
+    body: Any
+    order: int  # where its module registers among the network's
+
+
+@dataclass
 class Def:
     name: str
     params: list[str]
@@ -134,9 +144,12 @@ def snake(name: str) -> str:
 
 
 class Writer:
-    def __init__(self, nodes: list[FNode], output: int, root_module, name: str):
+    def __init__(self, nodes: list[FNode], output: int, root_module, name: str, heads: tuple[int, ...] = ()):
         self.nodes = nodes
         self.output = output
+        self.heads = heads  # the outputs of auxiliary heads (training mode only)
+        self.returns: list[int] = []  # with heads: the outputs in the order the model returns them
+        self.head_label: dict[int, str] = {}
         self.root = root_module
         self.name = name
         self.live = self._live()
@@ -149,7 +162,7 @@ class Writer:
     # -- what is live, and settings --
 
     def _live(self) -> set[int]:
-        live, todo = set(), [self.output]
+        live, todo = set(), [self.output, *self.heads]
         while todo:
             i = todo.pop()
             if i in live:
@@ -317,6 +330,8 @@ class Writer:
             return seq(expr(d, preds[v][0]), atom)
 
         result = expr("SRC", final)
+        if not key and self.heads:
+            result = self.with_heads(result, [unit_of[h] for h in self.heads], preds, used, expr)
         bad = [u for u in units if used[u] != 1]
         if bad:
             u = bad[0]
@@ -325,6 +340,48 @@ class Writer:
             raise ImportFailure(f"cannot import {where}: its graph is not a nesting of chains, sums, products and "
                                 f"concatenations ({what} is {how})")
         return result, source
+
+    def with_heads(self, main, heads: list, preds: dict, used: Counter, expr) -> Any:
+        """The network's lines with each auxiliary head's line `aux NAME = @ref > ...` among them,
+        where its module registers (so that weights load by order)."""
+        lines = list(main.items) if isinstance(main, Seq) else [main]
+        made = []
+        for h, u in zip(self.heads, heads, strict=True):
+            what = frame_text(u) if isinstance(u, tuple) else (self.nodes[u].leaf or self.nodes[u].op)
+            v = u
+            while v != "SRC" and not used[v]:  # back along the head to the line it reads
+                if len(preds[v]) != 1:
+                    raise ImportFailure(f"cannot import the auxiliary head {what}: it is not a chain from one "
+                                        "line of the network")
+                v = preds[v][0]
+            path = v[1][-1].path if isinstance(v, tuple) else (self.nodes[v].leaf or "")
+            if v == "SRC" or not good_label(path):
+                raise ImportFailure(f"cannot import the auxiliary head {what}: it reads "
+                                    f"{'the input' if v == 'SRC' else path}, which is not a line of the network")
+            body = expr(v, u)
+            label_path = u[1][-1].path if isinstance(u, tuple) else (self.nodes[u].leaf or "")
+            label = label_path if good_label(label_path) else f"aux{len(made) + 1}"
+            made.append(Head(label, path, body, self.module_order.get(label_path, len(self.module_order))))
+            self.head_label[h] = label
+        for h in sorted(made, key=lambda h: h.order):
+            after = next(k for k, item in enumerate(lines) if self.line_label(item) == h.ref)
+            at = next((k for k in range(after + 1, len(lines)) if self.line_order(lines[k]) > h.order), len(lines))
+            lines.insert(at, h)
+        return Seq(lines)
+
+    def line_label(self, item) -> str | None:
+        if isinstance(item, Group) and item.key:
+            return item.key[-1].path
+        if isinstance(item, Form):
+            return item.node.leaf
+        return None
+
+    def line_order(self, item) -> int:
+        if isinstance(item, Head):
+            return item.order
+        found = [self.module_order[p] for p in [self.line_label(x) for x in flat_items(item)] + [self.line_label(item)]
+                 if p in self.module_order]
+        return min(found) if found else -1
 
     def atom(self, u):
         if isinstance(u, tuple):
@@ -402,7 +459,7 @@ def children(e) -> list:
         return list(e.items)
     if isinstance(e, Merge):
         return list(e.branches)
-    if isinstance(e, Group | Repeat):
+    if isinstance(e, Group | Repeat | Head):
         return [e.body]
     return []
 
@@ -510,6 +567,8 @@ class Structurer:
                 [self.resolve(i, True) for i in e.items])
         if isinstance(e, Merge):
             return Merge(e.kind, [self.resolve(b) for b in e.branches])
+        if isinstance(e, Head):
+            return Head(e.label, e.ref, self.resolve(e.body), e.order)
         return e
 
     def make_defs(self, cls, insts: list[Group]):
@@ -714,12 +773,15 @@ def _render(e, level: int) -> str:
 
 
 def wrap(e, text: str, width: int = 96) -> str:
-    """A long chain broken after each `>` inside brackets (the formatter indents it)."""
+    """A long chain broken after each `>` inside brackets, a long concatenation after each `,`
+    (the formatter indents them)."""
     if len(text) <= width:
         return text
     body = e.body if isinstance(e, Group) else e
     if isinstance(body, Seq):
         return "(\n" + " >\n".join(render(i, 2) for i in body.items) + "\n)"
+    if isinstance(body, Merge) and body.kind == "cat":
+        return "[\n" + ",\n".join(render(b, 0) for b in body.branches) + "\n]"
     if isinstance(body, Merge) and body.kind == "|" and isinstance(body.branches[0], Seq):
         first = "(\n" + " >\n".join(render(i, 2) for i in body.branches[0].items) + "\n)"
         return " | ".join([first, *(render(b, 1) for b in body.branches[1:])])
@@ -750,10 +812,15 @@ def write(writer: Writer, root, structurer: Structurer, input_dims, header: str)
                 lines.append(f"{head} = {wrap(body, render(body, 0))}")
         lines += ["", f"network {writer.name}:", f"    input {'x'.join(map(str, input_dims))}"]
         items = root.items if isinstance(root, Seq) else [root]
+        last = None
         for k, item in enumerate(items):
             after = items[k + 1] if k + 1 < len(items) else None
             if isinstance(item, Form) and item.stem == "flatten" and isinstance(after, Form) and after.stem == "dense":
                 continue  # the compiler flattens before a dense itself
+            if isinstance(item, Head):
+                body = compress(item.body)
+                lines.append(f"    aux {item.label} = @{item.ref} > {wrap(body, render(body, 2))}")
+                continue
             label = item.label if isinstance(item, Group) else item.label if isinstance(item, Form) else None
             if isinstance(item, Group) and item.key and "." in item.key[-1].path:
                 label = None
@@ -762,6 +829,14 @@ def write(writer: Writer, root, structurer: Structurer, input_dims, header: str)
             body = compress(item)
             text = wrap(body, render(body, 0))
             lines.append("    " + (f"{label} = {text}" if label and good_label(label) else text))
+            if k == len(items) - 1 or all(isinstance(i, Head) for i in items[k + 1:]):
+                last = label if label and good_label(label) else None
+        heads = [i.label for i in items if isinstance(i, Head)]
+        returns = [writer.head_label.get(o) for o in writer.returns]
+        if writer.returns and returns[1:] != heads:  # not the default: the output, then the heads in line order
+            if last is None:
+                raise ImportFailure(f"cannot import {writer.name}: its output's line has no name to return it by")
+            lines.append("    output " + ", ".join(f"@{r or last}" for r in returns))
         return format_source("\n".join(lines) + "\n")
     finally:
         _WRITER.clear()

@@ -77,6 +77,10 @@ def _function_key(node: fx.Node) -> str:
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
+# modules that are part of an op's form, read with their neighbours (Reader.maxvit)
+_PATTERN_LEAVES = ("torchvision.models.maxvit.SwapAxes",)
+
+
 def is_container(m: nn.Module) -> bool:
     return isinstance(m, CONTAINERS)
 
@@ -98,7 +102,7 @@ class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if is_container(m):
             return False
-        return _mapped_type(m) or type(m).__module__.startswith("torch.nn")
+        return _mapped_type(m) or type(m).__module__.startswith("torch.nn") or type_key(type(m)) in _PATTERN_LEAVES
 
     def call_module(self, m, forward, args, kwargs):
         path = self.path_of_module(m)
@@ -141,10 +145,17 @@ class _Shapes(fx.Interpreter):
         return result
 
 
-def trace(module: nn.Module, input_dims: tuple[int, ...]) -> tuple[fx.GraphModule, Any]:
-    """The fx graph of `module` (in eval mode) with every node's value computed on meta (or
-    fake) tensors."""
-    module.eval()
+def trace(module: nn.Module, input_dims: tuple[int, ...], training: bool = False) -> tuple[fx.GraphModule, Any]:
+    """The fx graph of `module` (in eval mode, or in training mode to see its auxiliary heads)
+    with every node's value computed on meta (or fake) tensors."""
+    module.train(training)
+    try:
+        return _trace(module, input_dims)
+    finally:
+        module.eval()
+
+
+def _trace(module: nn.Module, input_dims: tuple[int, ...]) -> tuple[fx.GraphModule, Any]:
     tracer = _Tracer()
     try:
         graph = tracer.trace(module)
@@ -161,12 +172,12 @@ def trace(module: nn.Module, input_dims: tuple[int, ...]) -> tuple[fx.GraphModul
     try:
         if on_meta or not tensors:
             with torch.no_grad():
-                out = _Shapes(gm).run(torch.empty(1, *input_dims, device="meta"))
+                out = _Shapes(gm).run(torch.empty(2, *input_dims, device="meta"))
         else:
             from torch._subclasses.fake_tensor import FakeTensorMode
 
             with FakeTensorMode(allow_non_fake_inputs=True) as mode, torch.no_grad():
-                out = _Shapes(gm).run(mode.from_tensor(torch.empty(1, *input_dims)))
+                out = _Shapes(gm).run(mode.from_tensor(torch.empty(2, *input_dims)))
     except ImportFailure:
         raise
     except Exception as err:  # noqa: BLE001 - a shape the model rejects
@@ -212,7 +223,14 @@ class Site:
         return tuple(rest)
 
 
-_LAYOUTS = {3: Layout.IMAGE, 1: Layout.VECTOR, 2: Layout.TOKENS}
+_LAYOUTS = {3: Layout.IMAGE, 1: Layout.VECTOR, 2: Layout.TOKENS, 4: Layout.WINDOWS}
+# what a traced value can be: a tensor ("t"), an image flattened to (N, C, H*W) ("cxs"), attention's
+# (output, weights) ("mha"), equal parts of a split ("parts"), and an image viewed as channel groups
+# (N, G, C/G, H, W) before and after their transpose ("grp", "grp_t")
+# and MaxViT's windows: a WindowPartition whose kind (window or grid) the next SwapAxes decides
+# ("win"), and windows swapped back before a WindowDepartition ("unswap")
+_TENSORS = ("t", "cxs", "mha", "parts", "grp", "grp_t", "win", "unswap")
+_MAXVIT = "torchvision.models.maxvit."
 _ALIASES = {"Tensor.contiguous", "Tensor.clone", "torch.clone"}
 _TOKEN_TRANSPOSES = ({"key": "Tensor.permute", "dims": (0, 2, 1)}, {"key": "Tensor.transpose", "dims": (1, 2)},
                      {"key": "torch.transpose", "dims": (1, 2)})
@@ -238,19 +256,33 @@ class Reader:
         self.gm = gm
         self.nodes: list[FNode] = []
         self.value: dict[fx.Node, Any] = {}
+        self.partitions: dict[fx.Node, tuple] = {}  # MaxViT's WindowPartitions, once known to be windows
 
     def fail(self, node: fx.Node, why: str) -> ImportFailure:
         return ImportFailure(f"cannot import {_describe(node, self.gm)}: {why}")
 
     @staticmethod
     def _op_dims(spec, args, first) -> tuple | None:
+        if spec.name in ("window_partition", "grid_partition"):
+            c, h, w = first.dims
+            p = args["size"]
+            return (h // p, w // p, p * p, c)
         return (first.dims[0], 1, 1) if spec.name in ("gap", "gmp") else None
+
+    @staticmethod
+    def arch_dims(first: FNode | None, dims: tuple, op: str = "") -> tuple:
+        """archlang's dims of a value: torchvision's MaxViT keeps windows as (Gh*Gw, S, D), archlang
+        as (Gh, Gw, S, D)."""
+        if first is not None and first.layout is Layout.WINDOWS and len(dims) == 3 and "departition" not in op \
+                and dims[0] == first.dims[0] * first.dims[1]:
+            return (*first.dims[:2], *dims[1:])
+        return dims
 
     def add(self, node: fx.Node, op: str, args: dict, inputs: list[int], leaf: str | None = None,
             dims: tuple | None = None) -> int:
         out = node.meta["arch_value"]
-        dims = dims or tuple(out.shape[1:])
         first = self.nodes[inputs[0]] if inputs else None
+        dims = dims or self.arch_dims(first, tuple(out.shape[1:]), op)
         if op == "channels_last" or (first is not None and first.layout is Layout.GRID and len(dims) == 3
                                      and op != "channels_first"):
             layout = Layout.GRID
@@ -266,7 +298,7 @@ class Reader:
             self.nodes[i].users.append(fn.id)
         return fn.id
 
-    def extend_concats(self, output: int) -> int:
+    def extend_concats(self, outputs: list[int]) -> list[int]:
         """DenseNet's form: each layer concatenates all earlier outputs.  A concatenation of one
         tensor is that tensor; one whose inputs begin with all of an earlier concatenation's is
         that concatenation extended (`[skip, layer]` on it), and belongs to the module that made
@@ -292,12 +324,12 @@ class Reader:
         for n in self.nodes:
             for i in n.inputs:
                 self.nodes[i].users.append(n.id)
-        return alias.get(output, output)
+        return [alias.get(o, o) for o in outputs]
 
     def tensor(self, value) -> int | None:
         return value[1] if isinstance(value, tuple) and value and value[0] == "t" else None
 
-    def run(self) -> int:
+    def run(self) -> list[int]:
         output = None
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
@@ -310,9 +342,13 @@ class Reader:
             elif node.op == "get_attr":
                 self.value[node] = ("param", node.meta["arch_value"], node.target)
             elif node.op == "output":
-                output = self.tensor(self.value.get(node.args[0]))
-                if output is None:
-                    raise self.fail(node, "the model's output is not one tensor")
+                values = node.args[0] if isinstance(node.args[0], tuple | list) else (node.args[0],)
+                output = [self.tensor(self.value.get(v)) if isinstance(v, fx.Node) else None for v in values]
+                made = self.value.get(node.args[0]) if isinstance(node.args[0], fx.Node) else None
+                if isinstance(made, tuple) and made[0] == "tuple":
+                    output = list(made[1])
+                if None in output:
+                    raise self.fail(node, "the model's output is not one tensor, or several tensors in training")
             else:
                 self.value[node] = self.visit(node)
         return output
@@ -327,11 +363,23 @@ class Reader:
     def visit(self, node: fx.Node):
         out = node.meta.get("arch_value")
         values = self._tensor_inputs(node)
-        tensors = [v for v in values if isinstance(v, tuple) and v and v[0] in ("t", "cxs", "mha")]
+        tensors = [v for v in values if isinstance(v, tuple) and v and v[0] in _TENSORS]
         params = [v for v in values if isinstance(v, tuple) and v and v[0] == "param"]
         if node.op == "call_function" and node.target is operator.getitem and tensors and tensors[0][0] == "mha":
             return ("t", tensors[0][1]) if node.args[1] == 0 else None  # the output, not the attention weights
+        for k, v in enumerate(tensors):
+            if v[0] == "win" and not self.keeps_windows(node):
+                tensors[k] = self.partition(v)
+        if node.op == "call_function" and node.target is operator.getitem and tensors and tensors[0][0] == "parts":
+            _, source, parts, dim = tensors[0]
+            return ("t", self.mapped(node, "x.chunk(n)[i]", None, [source], param=(parts, node.args[1], dim)))
+        if node.op == "call_function" and isinstance(node.target, type) and issubclass(node.target, tuple) \
+                and tensors and all(v[0] == "t" for v in tensors) and len(tensors) == len(out):
+            return ("tuple", [v[1] for v in tensors])  # a named tuple of outputs (GoogLeNetOutputs)
         if not isinstance(out, torch.Tensor):
+            split = self.split(node, tensors, out)
+            if split is not None:
+                return split
             if node.op == "call_module" and isinstance(out, tuple):
                 return self.leaf(node, tensors, params, out)
             if any(v[0] == "t" for v in tensors) and not _bookkeeping(node):
@@ -346,6 +394,8 @@ class Reader:
         key = _function_key(node)
         if key in _ALIASES and len(tensors) == 1:
             return tensors[0]
+        if tensors[0][0] in ("grp", "grp_t"):
+            return self.shuffle(node, key, tensors[0], out)
         if tensors[0][0] == "cxs":  # (N, C, H*W) from an image: a transpose makes tokens
             site_dims = Site(key, None, node, Layout.TOKENS, (), ()).dims
             if any(key == t["key"] and site_dims == t["dims"] for t in _TOKEN_TRANSPOSES):
@@ -356,9 +406,39 @@ class Reader:
         if key in reshapes and first.layout is Layout.IMAGE \
                 and tuple(out.shape[1:]) == (first.dims[0], first.dims[1] * first.dims[2]):
             return ("cxs", tensors[0][1])
+        if key in ("Tensor.reshape", "Tensor.view") and first.layout is Layout.IMAGE and out.dim() == 5 \
+                and out.shape[1] * out.shape[2] == first.dims[0] and tuple(out.shape[3:]) == first.dims[1:]:
+            return ("grp", tensors[0][1], out.shape[1])  # (N, G, C/G, H, W): a channel shuffle begins
         if params:
             return self.with_param(node, key, tensors, params)
         return ("t", self.mapped(node, key, None, [t[1] for t in tensors]))
+
+    def split(self, node, tensors, out):
+        """`x.chunk(n, dim)` or `torch.split(x, size, dim)` into equal parts: ("parts", x, n, dim),
+        each part becoming a `chunk` where `[i]` takes it."""
+        key = _function_key(node) if node.op != "call_module" else ""
+        if key not in ("Tensor.chunk", "torch.chunk", "Tensor.split", "torch.split") or len(tensors) != 1 \
+                or tensors[0][0] != "t" or not isinstance(out, tuple | list) or not out:
+            return None
+        sizes = {tuple(t.shape) for t in out}
+        if len(sizes) != 1:
+            raise self.fail(node, "a split into parts of different sizes (archlang's chunk takes equal parts)")
+        dim = Site(key, None, node, Layout.IMAGE, (), ()).arg(2, "dim", 0)
+        return ("parts", tensors[0][1], len(out), dim)
+
+    def shuffle(self, node, key, value, out):
+        """torchvision's channel shuffle: view (N, G, C/G, H, W), transpose(1, 2), view back."""
+        kind, source, groups = value
+        site = Site(key, None, node, Layout.IMAGE, (), ())
+        if kind == "grp" and key in ("Tensor.transpose", "torch.transpose") and sorted(
+                d % 5 for d in site.dims[-2:]) == [1, 2]:
+            return ("grp_t", source, groups)
+        if kind == "grp_t" and key in _ALIASES:
+            return value
+        if kind == "grp_t" and key in ("Tensor.reshape", "Tensor.view", "Tensor.flatten", "torch.flatten") \
+                and tuple(out.shape[1:]) == self.nodes[source].dims:
+            return ("t", self.mapped(node, "view(g, c/g) > transpose > view", None, [source], param=groups))
+        raise self.fail(node, "a reshape of an image into groups that is not a channel shuffle")
 
     def with_param(self, node, key, tensors, params):
         """A parameter of the model's own used in forward: a layer scale, a position embedding, a
@@ -375,10 +455,56 @@ class Reader:
             raise self.fail(node, f"no archlang op has this PyTorch form (on the parameter {path})")
         return ("t", self.mapped(node, form, None, [t[1] for t in tensors], param=param, leaf=path))
 
+    def keeps_windows(self, node) -> bool:
+        """An nn.Identity or SwapAxes, which decide what a WindowPartition before them is."""
+        if node.op != "call_module":
+            return False
+        m = self.gm.get_submodule(node.target)
+        return isinstance(m, nn.Identity) or type_key(type(m)) == _MAXVIT + "SwapAxes"
+
+    def partition(self, value):
+        """A WindowPartition not followed by SwapAxes: windows of adjacent positions."""
+        _, source, node = value
+        if node not in self.partitions:
+            m = self.gm.get_submodule(node.target)
+            self.partitions[node] = ("t", self.mapped(node, _MAXVIT + "WindowPartition", m, [source]))
+        return self.partitions[node]
+
+    def maxvit(self, node, m, key, value):
+        """torchvision's MaxViT partitions: WindowPartition(x, p) is window_partition p, unless
+        SwapAxes(-2, -3) follows it (a grid of H/p); SwapAxes(-2, -3) and WindowDepartition are
+        grid_departition, WindowDepartition alone window_departition."""
+        kind, source = value[0], value[1]
+        if key == _MAXVIT + "WindowPartition" and kind == "t":
+            return ("win", source, node)
+        if key == _MAXVIT + "SwapAxes":
+            if sorted((m.a % 5, m.b % 5)) != [2, 3] and sorted((m.a, m.b)) != [-3, -2]:
+                raise self.fail(node, f"SwapAxes({m.a}, {m.b}) is not the swap of MaxViT's grid partition")
+            if kind == "win":
+                c, h, w = self.nodes[source].dims
+                p = value[2].args[1]
+                if h != w:
+                    raise self.fail(node, f"a grid partition of a {h}x{w} image: archlang's windows are square")
+                return ("t", self.mapped(node, "WindowPartition > SwapAxes(-2, -3)", None, [source], param=h // p))
+            if kind == "t" and self.nodes[source].layout is Layout.WINDOWS:
+                return ("unswap", source)
+            raise self.fail(node, "a SwapAxes outside MaxViT's grid partition")
+        if key == _MAXVIT + "WindowDepartition":
+            if kind == "unswap":
+                return ("t", self.mapped(node, "SwapAxes(-2, -3) > WindowDepartition", None, [source]))
+            return ("t", self.mapped(node, key, m, [source]))
+        return None
+
     def leaf(self, node, tensors, params, out):
         m = self.gm.get_submodule(node.target)
         key = type_key(type(m))
         ids = list(dict.fromkeys(t[1] for t in tensors))
+        if tensors and (key.startswith(_MAXVIT) or tensors[0][0] in ("win", "unswap")):
+            if isinstance(m, nn.Identity):
+                return tensors[0]
+            found = self.maxvit(node, m, key, tensors[0])
+            if found is not None:
+                return found
         if isinstance(m, nn.Identity) and len(ids) == 1:
             return ("t", ids[0])  # nothing to write
         if isinstance(m, nn.MultiheadAttention):
@@ -402,7 +528,8 @@ class Reader:
             raise self.fail(node, why)
         first = self.nodes[inputs[0]]
         value = node.meta["arch_value"] if out_value is None else out_value
-        site = Site(key, module, node, first.layout, first.dims, tuple(value.shape[1:]), param)
+        site = Site(key, module, node, first.layout, first.dims,
+                    self.arch_dims(first, tuple(value.shape[1:]), "departition" if "Departition" in key else ""), param)
         for spec in specs:
             try:
                 args = spec.emit.read(site)
@@ -415,7 +542,9 @@ class Reader:
                     node.meta["arch_value"] = out_value
                 i = self.add(node, spec.name, args, inputs, leaf=node.target if module is not None else leaf,
                              dims=self._op_dims(spec, args, first))
-                if self.nodes[i].dims != site.out_dims:  # x.mean([2, 3]): a global pool, then a flatten
+                made = self.nodes[i].dims
+                if made != site.out_dims and not (len(made) == 4 and (made[0] * made[1], *made[2:]) == site.out_dims):
+                    # x.mean([2, 3]): a global pool, then a flatten
                     if spec.name not in ("gap", "gmp") or site.out_dims != (first.dims[0],):
                         raise self.fail(node, f"its output {site.out_dims} is not {spec.name}'s")
                     i = self.add(node, "flatten", {}, [i])

@@ -501,11 +501,21 @@ def _chunk_infer(a, ins) -> TensorType:
     return inp.with_c(inp.c // n)
 
 
+def _chunk_read(site) -> dict | None:
+    """One part of `x.chunk(n, dim)` (or of an equal `torch.split`): site.param is (n, i, dim)."""
+    parts, index, dim = site.param
+    axis = len(site.in_dims) if site.layout.channel_axis else 1  # the channel axis, batch counted
+    if dim % (len(site.in_dims) + 1) != axis % (len(site.in_dims) + 1):
+        return None
+    return {"parts": parts, "index": index}
+
+
 register(OpSpec(
     name="chunk", family="chunk", infer=_chunk_infer, view=True, positional=("parts", "index"),
     args={"parts": Arg(positive_int, required=True), "index": Arg(nonneg_int, 0)},
     label=lambda a: f"chunk {a['parts']} {a['index']}",
-    emit=Emit(call=lambda args, a: f"{args[0]}.chunk({a['parts']}, dim={a.get('dim', 1)})[{a['index']}]"),
+    emit=Emit(call=lambda args, a: f"{args[0]}.chunk({a['parts']}, dim={a.get('dim', 1)})[{a['index']}]",
+              torch_types=("x.chunk(n)[i]",), read=_chunk_read),
     draw=Draw(fill=PLAIN),
     doc="chunk N I: the I-th (from 0) of N equal groups of channels (ShuffleNetV2's split)",
     examples=(Example("chunk 2 1"), Example("chunk 4", "8"), Example("[chunk 2 0, chunk 2 1 > conv1x1]"),
@@ -521,12 +531,23 @@ def _shuffle_infer(a, ins) -> TensorType:
     return inp
 
 
+def _shuffle_read(site) -> dict:
+    """nn.ChannelShuffle, the function, or torchvision's reshape form (site.param: the groups)."""
+    if site.module is not None:
+        return {"groups": site.module.groups}
+    if site.param is not None:
+        return {"groups": site.param}
+    return {"groups": site.arg(1, "groups")}
+
+
 register(OpSpec(
     name="shuffle", family="shuffle", infer=_shuffle_infer, positional=("groups",),
     args={"groups": Arg(positive_int, required=True)},
     label=lambda a: f"shuffle {a['groups']}",
-    emit=Emit(module=lambda a, i, o: f"nn.ChannelShuffle({a['groups']})", torch_types=("nn.ChannelShuffle",),
-              read=lambda site: {"groups": site.module.groups}),
+    emit=Emit(module=lambda a, i, o: f"nn.ChannelShuffle({a['groups']})",
+              torch_types=("nn.ChannelShuffle", "F.channel_shuffle", "torch.channel_shuffle",
+                           "view(g, c/g) > transpose > view"),
+              read=_shuffle_read),
     draw=Draw(fill=PLAIN),
     doc="channel shuffle in G groups (ShuffleNet): channel g*K+k goes to k*G+g",
     examples=(Example("shuffle 2"), Example("shuffle 4", "8x3x5")),

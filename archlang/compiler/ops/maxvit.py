@@ -104,7 +104,12 @@ def _partition(name: str, grid: bool) -> OpSpec:
         args={"size": Arg(positive_int, required=True)},
         label=lambda a: f"{name} {a['size']}",
         emit=Emit(module=lambda a, i, o: f"WindowPartition({a['size']}{', grid=True' if grid else ''})",
-                  helper=PARTITION_CLASS),
+                  helper=PARTITION_CLASS,
+                  # torchvision's WindowPartition(x, p), and for a grid its partition into H/P windows
+                  # followed by SwapAxes(-2, -3) (archlang.importer reads the pair; param: P)
+                  torch_types=("WindowPartition > SwapAxes(-2, -3)",) if grid else
+                  ("torchvision.models.maxvit.WindowPartition",),
+                  read=(lambda site: {"size": site.param}) if grid else (lambda site: {"size": site.arg(1, "p")})),
         draw=Draw(fill=PLAIN),
         doc=f"CxHxW → (H/P)x(W/P)x(P·P)xC: {what}, tokens in row-major order",
         examples=(Example(f"{name} 3", "4x6x9"), Example(f"{name} 2 > dense 5", "3x4x4")),
@@ -129,7 +134,10 @@ def _departition(name: str, grid: bool) -> OpSpec:
         name=name, family="departition", infer=infer, view=True,
         label=lambda a: name,
         emit=Emit(module=lambda a, i, o: f"WindowDepartition({a['size']}{', grid=True' if grid else ''})",
-                  helper=DEPARTITION_CLASS),
+                  helper=DEPARTITION_CLASS,
+                  torch_types=("SwapAxes(-2, -3) > WindowDepartition",) if grid else
+                  ("torchvision.models.maxvit.WindowDepartition",),
+                  read=lambda site: {}),
         draw=Draw(fill=PLAIN),
         doc=f"GhxGwx(P·P)xC → Cx(Gh·P)x(Gw·P): the image back from the windows of a `{kind}_partition P`",
         examples=(Example(f"{kind}_partition 3 > {name}", "4x6x9"),
@@ -207,7 +215,9 @@ register(OpSpec(
     other_ops=lambda a, i, o: 5 * o.numel + 2 * a["heads"] * o.s * o.s * _windows(o),
     label=lambda a: f"relpos_mha {a['heads']}",
     emit=Emit(module=lambda a, i, o: f"RelativePositionAttention({a['features']}, {a['heads']}, {a['size']})",
-              helper=RELPOS_ATTENTION_CLASS, imports=("torch",)),
+              helper=RELPOS_ATTENTION_CLASS, imports=("torch",),
+              torch_types=("torchvision.models.maxvit.RelativePositionalMultiHeadAttention",),
+              read=lambda site: {"heads": site.module.n_heads}),
     draw=Draw(fill=CONV),
     doc="multi-head self-attention within each window of PxP tokens (or one sequence of P² tokens), with a "
         "learned bias per head and relative position (torchvision's RelativePositionalMultiHeadAttention, MaxViT's: "

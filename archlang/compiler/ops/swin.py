@@ -20,6 +20,7 @@ from archlang.compiler.ops import (
     Draw,
     Emit,
     Example,
+    NoForm,
     OpSpec,
     ShapeError,
     nonneg_int,
@@ -255,6 +256,18 @@ def _attention_label(name: str):
     return label
 
 
+def _attention_read(site) -> dict:
+    """torchvision's ShiftedWindowAttention(V2): square windows and shifts, biased projections."""
+    m = site.module
+    window, shift = list(m.window_size), list(m.shift_size)
+    if window[0] != window[1] or shift[0] != shift[1]:
+        raise NoForm(f"a window {window} or shift {shift} that differs between height and width")
+    if m.qkv.bias is None or m.proj.bias is None:
+        raise NoForm("projections without biases")
+    return {"heads": m.num_heads, "window": window[0], "shift": shift[0], "dropout": m.attention_dropout,
+            "proj_dropout": m.dropout}
+
+
 def window_attention(name: str, cls: str, helper: str, v2: bool, doc: str, examples: tuple[Example, ...]) -> OpSpec:
     parts = _attention_parts(v2)
     return register(OpSpec(
@@ -267,7 +280,9 @@ def window_attention(name: str, cls: str, helper: str, v2: bool, doc: str, examp
         breakdown=parts,
         other_ops=_attention_other,
         label=_attention_label(name),
-        emit=Emit(module=_attention_module(cls), helper=helper, imports=("torch",)),
+        emit=Emit(module=_attention_module(cls), helper=helper, imports=("torch",),
+                  torch_types=(f"torchvision.models.swin_transformer.ShiftedWindowAttention{'V2' * v2}",),
+                  read=_attention_read),
         draw=Draw(fill=CONV),
         doc=doc,
         examples=examples,
@@ -342,6 +357,14 @@ def _merging_infer(name: str):
     return infer
 
 
+def _merging_read(site) -> dict:
+    """torchvision's PatchMerging(V2): a Linear without bias and a LayerNorm with its affine terms."""
+    m = site.module
+    if m.reduction.bias is not None or not m.norm.elementwise_affine:
+        raise NoForm("a reduction with a bias or a LayerNorm without affine terms")
+    return {"eps": m.norm.eps}
+
+
 def patch_merging(name: str, cls: str, helper: str, v2: bool, doc: str, examples: tuple[Example, ...]) -> OpSpec:
     return register(OpSpec(
         name=name, family="merging", infer=_merging_infer(name), main=True,
@@ -352,7 +375,8 @@ def patch_merging(name: str, cls: str, helper: str, v2: bool, doc: str, examples
         other_ops=lambda a, i, o: o.h * o.w * (2 if v2 else 4) * a["features"],
         label=lambda a: name,
         emit=Emit(module=lambda a, i, o: f"{cls}({a['features']}" + (f", eps={a['eps']!r})" if a["eps"] != 1e-5
-                                                                      else ")"), helper=helper, imports=("torch",)),
+                                                                      else ")"), helper=helper, imports=("torch",),
+                  torch_types=(f"torchvision.models.swin_transformer.PatchMerging{'V2' * v2}",), read=_merging_read),
         draw=Draw(fill=DENSE),
         doc=doc,
         examples=examples,
