@@ -29,13 +29,13 @@ DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 OPTIMIZER_STATE = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
 
 CONVENTION = (
-    "training step memory: the model cast with .to(dtype) and torch.optim on it (parameters, gradients, "
-    "optimizer state and activations all in dtype; no fp32 master weights); optimizer state: momentum 1x, "
-    "Adam/AdamW 2x the parameters (their one-element step counts not counted); activations: the tensors "
-    "autograd saves for backward in a training-mode forward at the batch size (each storage once, a view as "
-    "its whole base; the input too where an op keeps it; dropout masks 1 byte an element, as on CUDA), by "
-    "the layer that made them; total = the four summed, an upper bound of the step's peak without "
-    "allocator slack, workspaces and buffers.")
+    "training step memory: the model cast with .to(dtype) and a torch.optim optimizer on it, so parameters, "
+    "gradients, optimizer state and activations are all in dtype (no fp32 master weights); optimizer state: "
+    "momentum 1x, Adam/AdamW 2x the parameters (their one-element step counts left out); saved for backward: "
+    "the tensors autograd keeps in a training-mode forward at the batch size, each storage once (a view as its "
+    "whole base, the input where an op keeps it, dropout masks 1 byte an element as on CUDA), in the row of the "
+    "layer that made them; total: the four summed (the step's peak adds temporaries, workspaces and allocator "
+    "slack; buffers not counted).")
 
 
 @dataclass(frozen=True)
@@ -77,18 +77,28 @@ class TrainingMemory:
                 "optimizer_state_bytes": self.optimizer_state_bytes, "activation_bytes": self.activation_bytes,
                 "total_bytes": self.total_bytes, "convention": CONVENTION}
 
-    def lines(self) -> list[str]:
-        """The text report's section: each part in MiB."""
+    def parts(self) -> list[tuple[str, int]]:
+        return [("parameters", self.parameter_bytes), ("gradients", self.gradient_bytes),
+                (f"optimizer state ({self.setup.optimizer})", self.optimizer_state_bytes),
+                ("activations saved for backward", self.activation_bytes), ("total", self.total_bytes)]
+
+    @property
+    def title(self) -> str:
         s = self.setup
-        parts = [("parameters", self.parameter_bytes), ("gradients", self.gradient_bytes),
-                 (f"optimizer state ({s.optimizer})", self.optimizer_state_bytes),
-                 ("activations saved for backward", self.activation_bytes), ("total", self.total_bytes)]
+        return f"training step memory (batch {s.batch}, {s.dtype}, {s.optimizer})"
+
+    def lines(self) -> list[str]:
+        """The text report's section: each part in MiB, and its bytes."""
+        parts = self.parts()
         width = max(len(name) for name, _ in parts)
-        cells = [f"{n / 2**20:,.2f} MiB" for _, n in parts]
+        cells = [mib(n) for _, n in parts]
         right = max(len(c) for c in cells)
-        return [f"training step memory (batch {s.batch}, {s.dtype}, {s.optimizer}):"] + [
-            f"  {name.ljust(width)}  {cell.rjust(right)}  ({n:,} bytes)"
-            for (name, n), cell in zip(parts, cells, strict=True)]
+        return [f"{self.title}:"] + [f"  {name.ljust(width)}  {cell.rjust(right)}  ({n:,} bytes)"
+                                     for (name, n), cell in zip(parts, cells, strict=True)]
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:,.2f} MiB"
 
 
 def training_memory(ir: NetworkIR, setup: TrainingSetup | None = None, device: str = "cuda",
