@@ -25,7 +25,7 @@ from tests.conftest import ROOT, SPECS
 
 torch = pytest.importorskip("torch")
 
-TOLERANCE = 0.10  # the bound; every case below is exact today (see docs/language.md)
+TOLERANCE = 0.10  # the bound; every case below is exact today (README: Training step memory)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -72,8 +72,9 @@ CPU_MATH_PATH = {("mha", 1)}
 @pytest.mark.parametrize("input_grad", [False, True], ids=["input", "input-with-grad"])
 def test_each_op_saves_what_torch_saves(op, index, example, input_grad):
     if (op, index) in CPU_MATH_PATH:
-        pytest.skip("attention dropout on the CPU takes the unfused path (docs/language.md)")
-    net = archlang.compile(f"network example:\n    input {example.input}\n    {example.text}\n", f"{op}.arch")["example"]
+        pytest.skip("attention dropout on the CPU takes the unfused path (README: Training step memory)")
+    source = f"network example:\n    input {example.input}\n    {example.text}\n"
+    net = archlang.compile(source, f"{op}.arch")["example"]
     assert ours(net, 2, input_grad=input_grad) == measured(net, 2, input_grad=input_grad)
 
 
@@ -153,7 +154,8 @@ def test_half_precision_saves_half_the_bytes(dtype, name):
 
 # ---- gradients and optimizer state after a real step ----
 
-OPTIMIZERS = {"sgd": lambda p: torch.optim.SGD(p, lr=0.01), "momentum": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
+OPTIMIZERS = {"sgd": lambda p: torch.optim.SGD(p, lr=0.01),
+              "momentum": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
               "adam": lambda p: torch.optim.Adam(p), "adamw": lambda p: torch.optim.AdamW(p)}
 
 
