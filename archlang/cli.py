@@ -514,13 +514,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "archc report specs/resnet34.arch --depth 1")
     p.add_argument("--depth", type=_depth, metavar="D",
                    help="roll layers up into their blocks at this depth (1: labelled blocks; default: every layer)")
-    train = p.add_argument_group("training step memory", "any of these adds the memory of one training step: "
-                                 "parameters, gradients, optimizer state and the activations saved for backward "
-                                 "(per layer or block, and in all), for the model cast with .to(DTYPE)")
+    train = p.add_argument_group("training step memory",
+                                 "any of these adds the memory of one training step of the model cast with\n"
+                                 ".to(DTYPE): parameters, gradients, optimizer state, activations saved for\n"
+                                 "backward (per layer or block, and in all)")
     train.add_argument("--batch", type=_batch, metavar="B", help="the batch size (default: 1)")
-    train.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="the training dtype (default: fp32)")
-    train.add_argument("--optimizer", choices=("sgd", "momentum", "adam", "adamw"),
-                       help="sgd keeps no state, momentum one buffer, adam and adamw two (default: sgd)")
+    train.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), metavar="DTYPE",
+                       help="fp32, bf16 or fp16 (default: fp32)")
+    train.add_argument("--optimizer", choices=("sgd", "momentum", "adam", "adamw"), metavar="NAME",
+                       help="sgd (no state), momentum (one buffer a parameter), adam or adamw (two) (default: sgd)")
     fmt = p.add_mutually_exclusive_group()
     fmt.set_defaults(format="text")
     for flag in ("json", "markdown", "csv"):
