@@ -131,12 +131,19 @@ class Network:
     def notes(self) -> list[str]:
         return list(self.ir.notes)
 
-    def report(self, depth: int | None = None):
+    def report(self, depth: int | None = None, *, batch: int | None = None, dtype: str | None = None,
+               optimizer: str | None = None):
         """The static cost report (per layer, or rolled up by block at `depth`): print it, or call
-        .to_json(), .to_markdown(), .to_csv(), .to_dict()."""
+        .to_json(), .to_markdown(), .to_csv(), .to_dict().  Given any of `batch`, `dtype` (fp32,
+        bf16, fp16) and `optimizer` (sgd, momentum, adam, adamw), it adds the memory of a training
+        step (defaults: batch 1, fp32, sgd): `.training`, and each row's bytes saved for backward."""
+        from archlang.backends.memory import TrainingSetup
         from archlang.backends.report import build_report
 
-        return build_report(self.ir, depth)
+        training = None
+        if (batch, dtype, optimizer) != (None, None, None):
+            training = TrainingSetup(batch or 1, dtype or "fp32", optimizer or "sgd")
+        return build_report(self.ir, depth, training)
 
     def dot(self, depth: int | None = 2) -> str:
         """The diagram as DOT text: blocks deeper than `depth` collapsed (None: every layer)."""

@@ -240,10 +240,21 @@ def _depth(text: str) -> int:
     return value
 
 
+def _batch(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("the batch size is at least 1")
+    return value
+
+
 def cmd_report(args) -> int:
     from archlang.backends.report import reports_to_text
 
-    reports = [net.report(args.depth) for net in _compile(args)]
+    reports = [net.report(args.depth, batch=args.batch, dtype=args.dtype, optimizer=args.optimizer)
+               for net in _compile(args)]
     if args.format == "json" and len(reports) == 1:  # one network: its object, as before
         print(reports[0].to_json(), end="")
     else:
@@ -503,6 +514,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "archc report specs/resnet34.arch --depth 1")
     p.add_argument("--depth", type=_depth, metavar="D",
                    help="roll layers up into their blocks at this depth (1: labelled blocks; default: every layer)")
+    train = p.add_argument_group("training step memory",
+                                 "any of these adds the memory of one training step of the model cast with\n"
+                                 ".to(DTYPE): parameters, gradients, optimizer state, activations saved for\n"
+                                 "backward (per layer or block, and in all)")
+    train.add_argument("--batch", type=_batch, metavar="B", help="the batch size (default: 1)")
+    train.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), metavar="DTYPE",
+                       help="fp32, bf16 or fp16 (default: fp32)")
+    train.add_argument("--optimizer", choices=("sgd", "momentum", "adam", "adamw"), metavar="NAME",
+                       help="sgd (no state), momentum (one buffer a parameter), adam or adamw (two) (default: sgd)")
     fmt = p.add_mutually_exclusive_group()
     fmt.set_defaults(format="text")
     for flag in ("json", "markdown", "csv"):

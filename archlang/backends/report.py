@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archlang.backends.describe import describe_block
+from archlang.backends.memory import CONVENTION as TRAINING_CONVENTION
+from archlang.backends.memory import TrainingMemory, TrainingSetup, mib, training_memory
 from archlang.compiler.ir import NetworkIR, Node, Role
 from archlang.compiler.ops import REGISTRY, describe, node_cost
 
@@ -44,6 +46,7 @@ class Row:
     pad: bool = False  # a zero-pad shortcut (option A), or a block holding one
     layers: int = 0
     parts: dict[str, int] = field(default_factory=dict)  # MACs by named part (attention's matmuls)
+    saved: int | None = None  # bytes kept for backward in a training step (a report with a TrainingSetup)
 
     @property
     def marks(self) -> str:
@@ -79,11 +82,14 @@ class Row:
                "activation_bytes": self.activation_bytes, "ws": self.ws, "pad": self.pad, "layers": self.layers}
         if self.parts:
             row["parts"] = dict(self.parts)
+        if self.saved is not None:
+            row["saved_bytes"] = self.saved
         return row
 
     def part_cells(self) -> list[list[str]]:
         """The sub-rows of a row whose MACs have named parts: `  · q·kᵀ` and its MACs."""
-        return [["", f"  · {part}", "", "", f"{macs:,}", "", ""] for part, macs in self.parts.items()]
+        cells = [["", f"  · {part}", "", "", f"{macs:,}", "", ""] for part, macs in self.parts.items()]
+        return [c + [""] for c in cells] if self.saved is not None else cells
 
 
 @dataclass
@@ -101,6 +107,7 @@ class Report:
     # auxiliary head's counts are its own layers' (the total's MACs are the eval path's)
     outputs: list[Row] = field(default_factory=list)
     training_only: list[bool] = field(default_factory=list)
+    training: TrainingMemory | None = None  # the memory of a training step, when asked for
 
     @property
     def flops(self) -> int:
@@ -110,7 +117,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         t = self.total
-        return {
+        data = {
             "network": self.network, "arguments": self.arguments,
             "input_shape": list(self.input_shape), "output_shape": list(self.output_shape),
             "params": t.params, "buffers": t.buffers, "macs": t.macs, "flops": self.flops,
@@ -122,18 +129,38 @@ class Report:
         } | ({"outputs": [{"name": r.name, "shape": list(r.shape), "training_only": t, "params": r.params,
                             "macs": r.macs} for r, t in zip(self.outputs, self.training_only, strict=True)]}
              if self.outputs else {})
+        if self.training:
+            data["training"] = self.training.to_dict()
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def _cells(self, row: Row, human: bool) -> list[str]:
         op = row.op + row.marks
+        saved = [] if row.saved is None else [_bytes(row.saved) if row.saved else ""]
         if row.kind == "input":
-            return [row.name, op, _shape(row.shape), "", "", "", ""]
+            return [row.name, op, _shape(row.shape), "", "", "", "", *saved]
         act = _bytes(row.activation_bytes) if human else str(row.activation_bytes)
-        return [row.name, op, _shape(row.shape), f"{row.params:,}", f"{row.macs:,}", f"{row.other_ops:,}", act]
+        return [row.name, op, _shape(row.shape), f"{row.params:,}", f"{row.macs:,}", f"{row.other_ops:,}", act,
+                *saved]
 
     HEADER = ["layer", "op", "output", "params", "MACs", "other ops", "activations"]
+    SAVED_HEADER = "saved for backward"
+
+    @property
+    def header(self) -> list[str]:
+        return self.HEADER + ([self.SAVED_HEADER] if self.training else [])
+
+    def _total_cells(self, bold: bool = False) -> list[str]:
+        t = self.total
+        cells = [f"{t.params:,}", f"{t.macs:,}", f"{t.other_ops:,}", _bytes(t.activation_bytes)]
+        if self.training:
+            cells.append(_bytes(self.training.activation_bytes))
+        return [f"**{c}**" if bold else c for c in cells]
+
+    def _convention(self) -> list[str]:
+        return CONVENTION + ([TRAINING_CONVENTION] if self.training else [])
 
     def _summary(self) -> list[str]:
         t = self.total
@@ -166,35 +193,43 @@ class Report:
 
     def to_text(self) -> str:
         body = [cells for r in self.rows for cells in (self._cells(r, True), *r.part_cells())]
-        total = ["total", "", "", f"{self.total.params:,}", f"{self.total.macs:,}", f"{self.total.other_ops:,}",
-                 _bytes(self.total.activation_bytes)]
-        (head, *lines, foot), rule = _aligned([self.HEADER, *body, total])
-        out = self._summary() + ["", head, rule, *lines, rule, foot, ""] + CONVENTION
+        total = ["total", "", "", *self._total_cells()]
+        (head, *lines, foot), rule = _aligned([self.header, *body, total])
+        out = self._summary() + ["", head, rule, *lines, rule, foot, ""]
+        if self.training:
+            out += self.training.lines() + [""]
+        out += self._convention()
         return "\n".join(out) + "\n"
 
     def to_markdown(self) -> str:
         def md(cells):
             return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
-        t = self.total
+        header = self.header
         out = [f"# {self.network}", ""] + [f"- {line}" for line in self._summary()[1:]] + [
             f"- input {_shape(self.input_shape)}, output {_shape(self.output_shape)}", "",
-            md(self.HEADER), "| " + " | ".join(["---", "---", "---", "---:", "---:", "---:", "---:"]) + " |"]
+            md(header), "| " + " | ".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + " |"]
         for r in self.rows:
             c = self._cells(r, True)
             out.append(md([f"`{c[0]}`", *c[1:]]))
             out += [md(cells) for cells in r.part_cells()]
-        out.append(md(["**total**", "", "", f"**{t.params:,}**", f"**{t.macs:,}**", f"**{t.other_ops:,}**",
-                       f"**{_bytes(t.activation_bytes)}**"]))
-        out += [""] + [f"{line}  " for line in CONVENTION]
+        out.append(md(["**total**", "", "", *self._total_cells(bold=True)]))
+        if self.training:
+            out += ["", f"**{self.training.title}**", ""] + [
+                f"- {name}: {mib(n)} ({n:,} bytes)" for name, n in self.training.parts()]
+        out += [""] + [f"{line}  " for line in self._convention()]
         return "\n".join(out).rstrip() + "\n"
 
     CSV_HEADER = ["network", "layer", "op", "kind", "output", "params", "buffers", "macs", "other_ops",
                   "activation_bytes", "ws", "pad"]
 
     def csv_rows(self) -> list[list]:
+        """The CSV rows (and, in a report with a training setup, the saved bytes of each last)."""
+        saved = self.training.activation_bytes if self.training else None
         return [[self.network, r.name, r.op, r.kind, _shape(r.shape), r.params, r.buffers, r.macs,
-                 r.other_ops, r.activation_bytes, int(r.ws), int(r.pad)] for r in [*self.rows, self.total]]
+                 r.other_ops, r.activation_bytes, int(r.ws), int(r.pad),
+                 *([] if self.training is None else [saved if r is self.total else r.saved or 0])]
+                for r in [*self.rows, self.total]]
 
     def to_csv(self) -> str:
         return reports_to_csv([self])
@@ -210,7 +245,7 @@ def reports_to_csv(reports: list[Report]) -> str:
     """One CSV table of several networks' reports (the `network` column tells them apart)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(Report.CSV_HEADER)
+    w.writerow(Report.CSV_HEADER + (["saved_bytes"] if any(r.training for r in reports) else []))
     for report in reports:
         w.writerows(report.csv_rows())
     return buf.getvalue()
@@ -228,13 +263,19 @@ def reports_to_text(reports: list[Report], fmt: str) -> str:
     return "\n".join(r.to_text() for r in reports)
 
 
-def build_report(ir: NetworkIR, depth: int | None = None) -> Report:
-    """Rows in graph order; with `depth`, nodes deeper than it are summed into their block."""
+def build_report(ir: NetworkIR, depth: int | None = None, training: TrainingSetup | None = None) -> Report:
+    """Rows in graph order; with `depth`, nodes deeper than it are summed into their block.  With
+    `training`, the memory of a training step too (archlang/backends/memory.py): a section, and
+    each row's bytes saved for backward."""
     if depth is not None and depth < 1:
         raise ValueError("depth must be at least 1")
+    memory = training_memory(ir, training) if training is not None else None
+    saved = memory.by_node if memory is not None else {}
     scopes = {s.path: s for s in ir.root.walk_scopes() if s.path}
     # the input row is keyed apart from the layers: a layer may be labelled `input` too
     rows: dict[str | None, Row] = {None: Row("input", "input", "input", ir.input.shape.dims)}
+    if memory is not None:
+        rows[None].saved = saved.get(ir.input.id, 0)
     total = Row("total", "", "total", ir.output.shape.dims)
     for node in ir.nodes[1:]:
         parts = node.path.split(".")
@@ -244,8 +285,11 @@ def build_report(ir: NetworkIR, depth: int | None = None) -> Report:
         else:
             key, kind = node.path, "layer"
         if key not in rows:
-            rows[key] = Row(key, describe(node.op, node.attrs) if kind == "layer" else "", kind, node.shape.dims)
+            rows[key] = Row(key, describe(node.op, node.attrs) if kind == "layer" else "", kind, node.shape.dims,
+                            saved=None if memory is None else 0)
         rows[key].add(node)
+        if memory is not None:
+            rows[key].saved += saved.get(node.id, 0)
     for key, row in rows.items():
         if row.kind == "block":
             row.op = describe_block(scopes[key]) if key in scopes else f"{row.layers} layers"
@@ -255,7 +299,7 @@ def build_report(ir: NetworkIR, depth: int | None = None) -> Report:
 
     report = Report(ir.name, dict(ir.arguments), ir.input.shape.dims, ir.output.shape.dims, depth,
                     list(rows.values()), total, blocks(n for n in ir.nodes if n.role is Role.PROJECTION),
-                    blocks(n for n in ir.nodes if n.role is Role.PAD))
+                    blocks(n for n in ir.nodes if n.role is Role.PAD), training=memory)
     if ir.outputs:
         heads = sorted(o.node for o in ir.outputs if o.training_only)
         for out in ir.outputs:

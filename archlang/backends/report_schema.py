@@ -34,6 +34,10 @@ class LayerRow(_Strict):
     parts: dict[str, NonNegativeInt] | None = Field(
         None, description="the row's MACs by named part, where an op states them (attention: q, k, v "
                           "projections, q·kᵀ, attention·v, output projection); absent otherwise")
+    saved_bytes: NonNegativeInt | None = Field(
+        None, description="with --batch/--dtype/--optimizer: the bytes autograd saves for backward that the row's "
+                          "layers made (their outputs some op keeps, each tensor once; their own masks, indices, "
+                          "statistics) at the training batch size and dtype; absent otherwise")
 
 
 class OutputRow(_Strict):
@@ -44,6 +48,23 @@ class OutputRow(_Strict):
     training_only: bool = Field(description="an auxiliary head: computed and returned in training mode only")
     params: NonNegativeInt = Field(description="an auxiliary head's own parameters (0 for the others)")
     macs: NonNegativeInt = Field(description="an auxiliary head's own MACs, which the network's macs leave out")
+
+
+class TrainingStep(_Strict):
+    """The memory of one training step (archlang/backends/memory.py), in bytes."""
+
+    batch: NonNegativeInt = Field(description="the batch size (--batch)")
+    dtype: Literal["fp32", "bf16", "fp16"] = Field(description="the dtype of the model, cast with .to(dtype)")
+    optimizer: Literal["sgd", "momentum", "adam", "adamw"]
+    parameter_bytes: NonNegativeInt = Field(description="the parameters in dtype")
+    gradient_bytes: NonNegativeInt = Field(description="a gradient per parameter, in dtype")
+    optimizer_state_bytes: NonNegativeInt = Field(
+        description="sgd 0; momentum 1x, adam and adamw 2x the parameter bytes (step counts not counted)")
+    activation_bytes: NonNegativeInt = Field(
+        description="the tensors saved for backward in a training-mode forward, each storage once: the sum of "
+                    "the rows' saved_bytes")
+    total_bytes: NonNegativeInt = Field(description="the four summed")
+    convention: str
 
 
 class NetworkReport(_Strict):
@@ -66,6 +87,8 @@ class NetworkReport(_Strict):
     convention: str
     layers: list[LayerRow]
     outputs: list[OutputRow] | None = Field(default=None, description="present where a network returns several")
+    training: TrainingStep | None = Field(
+        default=None, description="present with --batch, --dtype or --optimizer: the memory of one training step")
 
 
 def json_schema() -> str:

@@ -112,6 +112,46 @@ class Example:
 
 
 @dataclass(frozen=True)
+class Saved:
+    """One tensor an op keeps for its backward pass in PyTorch (the training-memory report,
+    archlang/backends/memory.py): one of its inputs, its output, or a tensor of its own (a mask,
+    pool indices, normalisation statistics, attention's inner products).
+
+    An input or the output is a value of the graph: two ops that keep the same value (a ReLU's
+    output and the next conv's input) keep one tensor.  `copy_if_strided`: an input that is a
+    strided view (a permute, a slice) is kept as a contiguous copy of its own instead (a Linear
+    on 3+ dims reshapes it first).  `for_input`: kept only when that input needs a gradient
+    (a product keeps each factor for the other's gradient).  Own tensors count `elements` per
+    sample (per forward pass with `per_sample=False`) of `dtype`: `float` (the training dtype),
+    `float32` (statistics PyTorch keeps in full precision whatever the dtype), `int64`, or
+    `mask` (a dropout mask: one byte on CUDA)."""
+
+    source: str  # input | output | own
+    index: int = 0  # which input
+    elements: int = 0
+    dtype: str = "float"
+    per_sample: bool = True
+    copy_if_strided: bool = False
+    for_input: int | None = None
+
+
+def _nothing_saved(attrs: Attrs, ins: Inputs, out: TensorType) -> tuple[Saved, ...]:
+    return ()
+
+
+SAVES_INPUT = (Saved("input"),)
+SAVES_OUTPUT = (Saved("output"),)
+
+
+def saves_input(attrs: Attrs, ins: Inputs, out: TensorType) -> tuple[Saved, ...]:
+    return SAVES_INPUT
+
+
+def saves_output(attrs: Attrs, ins: Inputs, out: TensorType) -> tuple[Saved, ...]:
+    return SAVES_OUTPUT
+
+
+@dataclass(frozen=True)
 class OpSpec:
     name: str
     family: str  # leaf name stem in generated modules: conv, bn, relu, fc, ...
@@ -143,6 +183,13 @@ class OpSpec:
     # the MACs split into named parts, shown as sub-rows of the report (attention: the q, k, v
     # projections, q·kᵀ, attention·v and the output projection); they sum to `macs`
     breakdown: Callable[[Attrs, Inputs, TensorType], list[tuple[str, int]]] | None = None
+    # what PyTorch keeps for the backward pass when it trains (see Saved; tests/test_memory.py
+    # checks every example against torch.autograd.graph.saved_tensors_hooks)
+    saved: Callable[[Attrs, Inputs, TensorType], tuple[Saved, ...]] = _nothing_saved
+    # how the output holds memory, given whether the input is contiguous: None, a tensor of its
+    # own; True or False, the input's memory seen again (a view, or the identity: dropout 0), and
+    # whether that view is contiguous.  None given: a `view` op keeps its input's contiguity
+    memory_view: Callable[[Attrs, bool], bool | None] | None = None
 
     @property
     def structural(self) -> bool:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from archlang.compiler.ir import Layout, TensorType, shape
 from archlang.compiler.ops import (
+    SAVES_INPUT,
     Arg,
     Draw,
     Emit,
     Example,
     NoForm,
     OpSpec,
+    Saved,
     ShapeError,
     need_image,
     nonneg_int,
@@ -23,6 +25,8 @@ from archlang.compiler.ops import (
     probability,
     register,
     resolve_padding,
+    saves_input,
+    saves_output,
     spatial,
     subsample_stride,
     switch,
@@ -133,6 +137,7 @@ register(OpSpec(
     params=lambda a, i, o: _conv_weights(a) + (a["out"] if a["bias"] else 0),
     macs=lambda a, i, o: _conv_weights(a) * o.h * o.w,
     other_ops=lambda a, i, o: o.numel if a["bias"] else 0,  # the bias adds
+    saved=saves_input,  # for the weights' gradient (the weights for the input's are parameters)
     label=_conv_label,
     emit=Emit(module=_conv_module, torch_types=("nn.Conv2d",), read=_conv_read),
     draw=Draw(fill=CONV),
@@ -161,6 +166,8 @@ register(OpSpec(
     params=lambda a, i, o: a["in_f"] * a["out"] + (a["out"] if a["bias"] else 0),
     macs=lambda a, i, o: a["in_f"] * o.numel,  # in x out for each token or position
     other_ops=lambda a, i, o: o.numel if a["bias"] else 0,
+    # on tokens or positions, a strided input is reshaped to 2 dims first: a copy, which is kept
+    saved=lambda a, i, o: (Saved("input", copy_if_strided=len(i[0].dims) > 1),),
     label=lambda a: f"dense {a['out']}",
     emit=Emit(module=lambda a, i, o: f"nn.Linear({a['in_f']}, {a['out']}{', bias=False' if not a['bias'] else ''})",
               torch_types=("nn.Linear",), read=lambda site: {"out": site.module.out_features,
@@ -203,6 +210,8 @@ register(OpSpec(
     params=lambda a, i, o: 2 * o.c,
     buffers=lambda a, i, o: 2 * o.c + 1,  # running mean, running var, num_batches_tracked
     other_ops=lambda a, i, o: o.numel,
+    # the input, and the batch's mean and inverse deviation per channel
+    saved=lambda a, i, o: (Saved("input"), Saved("own", elements=2 * o.c, dtype="float32", per_sample=False)),
     emit=Emit(module=_bn_module, torch_types=("nn.BatchNorm2d", "nn.BatchNorm1d"), read=_bn_read),
     draw=Draw(fill=NORM),
     doc="BatchNorm2d on CxHxW, BatchNorm1d on F",
@@ -220,6 +229,9 @@ register(OpSpec(
     args={"size": Arg(positive_int, 5), "alpha": Arg(positive_float, 1e-4),
           "beta": Arg(positive_float, 0.75), "k": Arg(positive_float, 1.0)},
     other_ops=lambda a, i, o: o.numel * a["size"],
+    # F.local_response_norm: x·x padded over channels for an avg_pool3d, the pooled sum scaled and
+    # raised to beta, and the divisor
+    saved=lambda a, i, o: (Saved("input"), Saved("own", elements=(o.c + a["size"] - 1) * o.h * o.w + 2 * o.numel)),
     emit=Emit(module=lambda a, i, o: f"nn.LocalResponseNorm({a['size']}, alpha={a['alpha']!r}, "
                                      f"beta={a['beta']!r}, k={a['k']!r})",
               torch_types=("nn.LocalResponseNorm",),
@@ -243,11 +255,14 @@ def _plain_read(site) -> dict:
     return {}
 
 
-def activation(name: str, module: str, doc: str = "activation", functions: tuple[str, ...] = ()) -> OpSpec:
+def activation(name: str, module: str, doc: str = "activation", functions: tuple[str, ...] = (),
+               keeps_output: bool = False) -> OpSpec:
     """An elementwise activation: the shape is unchanged, one other op per element.  `functions`:
-    its functional forms besides the module (`F.relu`, `torch.relu`, `Tensor.relu`)."""
+    its functional forms besides the module (`F.relu`, `torch.relu`, `Tensor.relu`).  For its
+    gradient PyTorch keeps its input, or its output (`keeps_output`: ReLU, tanh, sigmoid)."""
     return register(OpSpec(
         name=name, family=name, infer=_same_shape, other_ops=lambda a, i, o: o.numel,
+        saved=saves_output if keeps_output else saves_input,
         emit=Emit(module=lambda a, i, o: module, torch_types=(module.removesuffix("()"), *functions),
                   read=_plain_read),
         draw=Draw(fill=ACT), doc=doc,
@@ -255,10 +270,11 @@ def activation(name: str, module: str, doc: str = "activation", functions: tuple
     ))
 
 
-activation("relu", "nn.ReLU()", functions=("F.relu", "torch.relu", "Tensor.relu", "F.relu_", "Tensor.relu_"))
+activation("relu", "nn.ReLU()", functions=("F.relu", "torch.relu", "Tensor.relu", "F.relu_", "Tensor.relu_"),
+           keeps_output=True)
 activation("relu6", "nn.ReLU6()", functions=("F.relu6",))
-activation("tanh", "nn.Tanh()", functions=("torch.tanh", "Tensor.tanh", "F.tanh"))
-activation("sigmoid", "nn.Sigmoid()", functions=("torch.sigmoid", "Tensor.sigmoid", "F.sigmoid"))
+activation("tanh", "nn.Tanh()", functions=("torch.tanh", "Tensor.tanh", "F.tanh"), keeps_output=True)
+activation("sigmoid", "nn.Sigmoid()", functions=("torch.sigmoid", "Tensor.sigmoid", "F.sigmoid"), keeps_output=True)
 activation("gelu", "nn.GELU()", functions=("F.gelu",))
 activation("silu", "nn.SiLU()", functions=("F.silu",))
 def _softmax_infer(a, ins) -> TensorType:
@@ -276,6 +292,7 @@ def _softmax_read(site) -> dict:
 register(OpSpec(
     name="softmax", family="softmax", infer=_softmax_infer,
     other_ops=lambda a, i, o: o.numel,
+    saved=saves_output,
     emit=Emit(module=lambda a, i, o: f"nn.Softmax(dim={-1 if a['last'] else 1})", torch_types=("nn.Softmax",),
               read=_softmax_read),
     draw=Draw(fill=ACT),
@@ -289,6 +306,7 @@ register(OpSpec(
     name="leakyrelu", family="leakyrelu", infer=_same_shape, positional=("slope",),
     args={"slope": Arg(positive_float, 0.01)},
     other_ops=lambda a, i, o: o.numel,
+    saved=saves_input,
     label=lambda a: "leakyrelu" if a["slope"] == 0.01 else f"leakyrelu {a['slope']:g}",
     emit=Emit(module=lambda a, i, o: "nn.LeakyReLU()" if a["slope"] == 0.01 else f"nn.LeakyReLU({a['slope']!r})",
               torch_types=("nn.LeakyReLU",), read=lambda site: {"slope": site.module.negative_slope}),
@@ -335,6 +353,8 @@ register(OpSpec(
     args={"eps": Arg(positive_float, 1e-5)},
     params=lambda a, i, o: 2 * o.c,
     other_ops=lambda a, i, o: o.numel,
+    # the input (a channels-last view of an image's), and the mean and inverse deviation of each position
+    saved=lambda a, i, o: (Saved("input"), Saved("own", elements=2 * (o.numel // o.c), dtype="float32")),
     emit=Emit(module=_layernorm_module, helper=LAYERNORM_CLASS, needs_helper=lambda a: a["image"],
               torch_types=("nn.LayerNorm", "torchvision.models.convnext.LayerNorm2d"), read=_layernorm_read),
     draw=Draw(fill=NORM),
@@ -396,6 +416,11 @@ def _output_size(site):
     return site.module.output_size if site.module is not None else site.arg(1, "output_size", None)
 
 
+def _pool_saved(a, i, o) -> tuple[Saved, ...]:
+    """A max pool keeps its input and the int64 index of each output's maximum."""
+    return Saved("input"), Saved("own", elements=o.numel, dtype="int64")
+
+
 def pool(name: str, cls: str, args: dict, flags: dict, examples: tuple[Example, ...], doc: str) -> OpSpec:
     return register(OpSpec(
         name=name, family=name, kernel=True, infer=_pool_infer(name), main=True,
@@ -405,6 +430,7 @@ def pool(name: str, cls: str, args: dict, flags: dict, examples: tuple[Example, 
                "floor": ("ceil", False), **flags},
         settings={"padding": "padding"},
         other_ops=lambda a, i, o: o.numel * a["kernel"][0] * a["kernel"][1],
+        saved=_pool_saved if name == "maxpool" else saves_input,
         label=lambda a: f"{name}{a['kernel'][0]}x{a['kernel'][1]}{_stride_text(a['stride'])}"
                         + (" ceil" if a["ceil"] else "") + ("" if a.get("include_pad", True) else " exclude_pad"),
         emit=Emit(module=_pool_module(cls), torch_types=(f"nn.{cls}", f"F.{name[:3]}_pool2d"), read=_pool_read),
@@ -441,6 +467,8 @@ def adaptive(name: str, cls: str, doc: str) -> OpSpec:
         name=name, family=name, infer=_adaptive_infer(name), main=True, positional=("size",),
         args={"size": Arg(positive_int, required=True)},
         other_ops=lambda a, i, o: o.c * _windows(i[0].h, o.h) * _windows(i[0].w, o.w),
+        # to 1x1, PyTorch takes a mean, which keeps nothing
+        saved=lambda a, i, o: () if a["size"] == 1 else _pool_saved(a, i, o) if "max" in name else SAVES_INPUT,
         label=lambda a: f"{name} {a['size']}",
         emit=Emit(module=lambda a, i, o: f"nn.{cls}({a['size']})",
                   torch_types=(f"nn.{cls}", f"F.{name[:12]}_{name[12:]}2d"),
@@ -474,6 +502,7 @@ def global_pool(name: str, cls: str, doc: str) -> OpSpec:
     return register(OpSpec(
         name=name, family=name, infer=infer, main=True,
         other_ops=lambda a, i, o: i[0].numel,
+        saved=_pool_saved if name == "gmp" else lambda a, i, o: (),  # gap: a mean, which keeps nothing
         emit=Emit(module=lambda a, i, o: f"nn.{cls}(1)", read=_global_read,
                   torch_types=(f"nn.{cls}", f"F.adaptive_{cls[8:11].lower()}_pool2d",
                                *(("Tensor.mean", "torch.mean") if name == "gap" else ()))),
@@ -512,6 +541,7 @@ def _chunk_read(site) -> dict | None:
 
 register(OpSpec(
     name="chunk", family="chunk", infer=_chunk_infer, view=True, positional=("parts", "index"),
+    memory_view=lambda a, contiguous: False,
     args={"parts": Arg(positive_int, required=True), "index": Arg(nonneg_int, 0)},
     label=lambda a: f"chunk {a['parts']} {a['index']}",
     emit=Emit(call=lambda args, a: f"{args[0]}.chunk({a['parts']}, dim={a.get('dim', 1)})[{a['index']}]",
@@ -573,6 +603,8 @@ register(OpSpec(
     params=lambda a, i, o: a["in_f"] * a["out"] + (a["out"] if a["bias"] else 0),
     macs=lambda a, i, o: a["in_f"] * a["out"] * o.h * o.w,
     other_ops=lambda a, i, o: o.numel if a["bias"] else 0,
+    # the input permuted to channels-last, reshaped for the matmul: a copy
+    saved=lambda a, i, o: (Saved("own", elements=i[0].numel),),
     label=lambda a: f"pointwise {a['out']}",
     emit=Emit(module=lambda a, i, o: f"PointwiseLinear({a['in_f']}, {a['out']}"
                                      f"{', bias=False' if not a['bias'] else ''})", helper=POINTWISE_CLASS),
@@ -607,6 +639,7 @@ register(OpSpec(
     args={"init": Arg(positive_float, 1e-6)},
     params=lambda a, i, o: o.c,
     other_ops=lambda a, i, o: o.numel,
+    saved=saves_input,  # for the scale's gradient
     label=lambda a: f"layerscale {a['init']:g}",
     emit=Emit(module=_layerscale_module, apply=lambda x, attr: f"{x} * {attr}", imports=("torch",),
               torch_types=("parameter * x",), read=_layerscale_read),
@@ -643,6 +676,8 @@ register(OpSpec(
     name="stochastic_depth", family="stochastic_depth", aliases=("droppath",), infer=_same_shape,
     positional=("p",),
     args={"p": Arg(probability, 0.0)},
+    saved=lambda a, i, o: (Saved("own", elements=1),) if a["p"] else (),  # the kept-or-dropped factor per sample
+    memory_view=lambda a, contiguous: contiguous if not a["p"] else None,  # p = 0: the input itself
     label=lambda a: f"stochastic_depth {a['p']:g}",
     emit=Emit(module=lambda a, i, o: f"StochasticDepth({a['p']!r})", helper=STOCHASTIC_DEPTH_CLASS,
               torch_types=("torchvision.ops.stochastic_depth.StochasticDepth",), read=_stochastic_depth_read),
@@ -658,6 +693,7 @@ def _flatten_read(site) -> dict | None:
 
 register(OpSpec(
     name="flatten", family="flatten", infer=lambda a, ins: shape(ins[0].numel), view=True,
+    memory_view=lambda a, contiguous: True if contiguous else None,  # a reshape: a copy of a strided input
     emit=Emit(module=lambda a, i, o: "nn.Flatten()", read=_flatten_read,
               torch_types=("nn.Flatten", "torch.flatten", "Tensor.flatten", "Tensor.view", "Tensor.reshape")),
     draw=Draw(fill=PLAIN),
@@ -668,6 +704,8 @@ register(OpSpec(
 register(OpSpec(
     name="dropout", family="dropout", infer=_same_shape, positional=("p",),
     args={"p": Arg(probability, 0.5)},
+    saved=lambda a, i, o: (Saved("own", elements=o.numel, dtype="mask"),) if a["p"] else (),
+    memory_view=lambda a, contiguous: contiguous if not a["p"] else None,  # p = 0: the input itself
     label=lambda a: f"dropout {a['p']:g}",
     emit=Emit(module=lambda a, i, o: f"nn.Dropout({a['p']!r})", torch_types=("nn.Dropout", "F.dropout"),
               read=lambda site: {"p": float(site.module.p if site.module else site.arg(1, "p", 0.5))}),
@@ -724,9 +762,17 @@ def _mul_infer(a, ins) -> TensorType:
     return TensorType(tuple(dims), first.layout)
 
 
+def _mul_saved(a, i, o) -> tuple[Saved, ...]:
+    """`a * b * c`: each product keeps each factor for the other's gradient, the running product included."""
+    return (Saved("input", 1, for_input=0), Saved("input", 0, for_input=1),
+            *(Saved("input", k) for k in range(2, len(i))),
+            *((Saved("own", elements=(len(i) - 2) * o.numel),) if len(i) > 2 else ()))
+
+
 register(OpSpec(
     name="_mul", family="mul", infer=_mul_infer, multi_input=True,
     other_ops=lambda a, i, o: o.numel * (len(i) - 1),
+    saved=_mul_saved,
     emit=Emit(call=lambda args, a: " * ".join(args),
               torch_types=("operator.mul", "operator.imul", "torch.mul", "Tensor.mul"), read=lambda site: {}),
     draw=Draw(text="×", shape="circle", compact=True, fill="#efe3f7"),

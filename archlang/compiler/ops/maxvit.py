@@ -21,6 +21,7 @@ from archlang.compiler.ops import (
     Emit,
     Example,
     OpSpec,
+    Saved,
     ShapeError,
     need_layout,
     positive_int,
@@ -101,6 +102,7 @@ def _partition(name: str, grid: bool) -> OpSpec:
             "grid attention)") if grid else "windows of PxP adjacent positions (MaxViT's block attention)"
     return register(OpSpec(
         name=name, family="partition", infer=infer, view=True, positional=("size",),
+        memory_view=lambda a, contiguous: None,  # a permute then a reshape: a copy
         args={"size": Arg(positive_int, required=True)},
         label=lambda a: f"{name} {a['size']}",
         emit=Emit(module=lambda a, i, o: f"WindowPartition({a['size']}{', grid=True' if grid else ''})",
@@ -132,6 +134,7 @@ def _departition(name: str, grid: bool) -> OpSpec:
     kind = "grid" if grid else "window"
     return register(OpSpec(
         name=name, family="departition", infer=infer, view=True,
+        memory_view=lambda a, contiguous: None,  # a permute then a reshape: a copy
         label=lambda a: name,
         emit=Emit(module=lambda a, i, o: f"WindowDepartition({a['size']}{', grid=True' if grid else ''})",
                   helper=DEPARTITION_CLASS,
@@ -204,6 +207,13 @@ def _relpos_parts(a, ins, out) -> list[tuple[str, int]]:
             ("output projection", n * s * d * d)]
 
 
+def _relpos_saved(a, ins, out) -> tuple[Saved, ...]:
+    """The input, q and v reshaped for the batched matmuls (with one head: the qkv output, which
+    they are views of), k scaled, the S x S weights of each window and head, and the input of `merge`."""
+    own = (5 if a["heads"] == 1 else 4) * out.numel + a["heads"] * out.s * out.s * _windows(out)
+    return Saved("input", copy_if_strided=True), Saved("own", elements=own)
+
+
 register(OpSpec(
     name="relpos_mha", family="attn", infer=_relpos_infer, main=True, positional=("heads",),
     args={"heads": Arg(positive_int, required=True)},
@@ -213,6 +223,7 @@ register(OpSpec(
     breakdown=_relpos_parts,
     # the projections' bias adds, k's scaling, and the bias add and softmax over each head's S x S scores
     other_ops=lambda a, i, o: 5 * o.numel + 2 * a["heads"] * o.s * o.s * _windows(o),
+    saved=_relpos_saved,
     label=lambda a: f"relpos_mha {a['heads']}",
     emit=Emit(module=lambda a, i, o: f"RelativePositionAttention({a['features']}, {a['heads']}, {a['size']})",
               helper=RELPOS_ATTENTION_CLASS, imports=("torch",),

@@ -21,6 +21,7 @@ from archlang.compiler.ops import (
     positive_float,
     positive_int,
     register,
+    saves_input,
     switch,
 )
 from archlang.compiler.ops.layers import CONV, PLAIN, POOL, _kwargs, _pair, _stride_text, conv_widths
@@ -144,6 +145,7 @@ register(OpSpec(
     params=lambda a, i, o: _convt_weights(a) + (a["out"] if a["bias"] else 0),
     # every input position scatters its kernel: in · out/groups · kh · kw per input position
     macs=lambda a, i, o: _convt_weights(a) * i[0].h * i[0].w,
+    saved=saves_input,
     other_ops=lambda a, i, o: o.numel if a["bias"] else 0,
     label=_convt_label,
     emit=Emit(module=_convt_module),
@@ -201,6 +203,7 @@ def _crop_call(args, a) -> str:
 
 register(OpSpec(
     name="_crop", family="crop", infer=_crop_infer, view=True, args={"target": Arg(tuple)},
+    memory_view=lambda a, contiguous: False,
     label=lambda a: f"crop {a['target'][0]}x{a['target'][1]}",
     emit=Emit(call=_crop_call),
     draw=Draw(fill=PLAIN),

@@ -22,6 +22,7 @@ from archlang.compiler.ops import (
     Example,
     NoForm,
     OpSpec,
+    Saved,
     ShapeError,
     nonneg_int,
     positive_float,
@@ -236,6 +237,34 @@ def _attention_other(a, i, o) -> int:
     return 2 * a["heads"] * hp * wp * a["window"] ** 2 + 4 * hp * wp * o.c
 
 
+def _attention_saved(v2: bool):
+    def saved(a, i, o) -> tuple[Saved, ...]:
+        """What the window attention's autograd keeps, per sample over the T positions of the
+        padded map (C features, `heads` heads, n positions a window): the windowed input of the qkv
+        projection, q (scaled: V1) or q and k (normalised, with their norms: V2), k and v reshaped
+        for the batched matmuls (views of the qkv output with one head), the n x n weights of each
+        window and head (softmax output, and V2's cosines), the input of the output projection;
+        dropout masks; and once a forward V2's position-bias MLP (its hidden layer, the sigmoid)."""
+        hp, wp = _padded(a, o)
+        t, c, heads, n = hp * wp, o.c, a["heads"], a["window"] ** 2
+        weights = heads * t * n
+        if v2:
+            own = 8 * t * c + 4 * t * heads + 2 * weights - (t * c if heads == 1 else 0)
+        else:
+            own = 5 * t * c + weights + (t * c if heads == 1 else 0)
+        found = [Saved("own", elements=own)]
+        if a["dropout"]:  # the dropped weights, which attention·v reads, and the mask
+            found += [Saved("own", elements=weights), Saved("own", elements=weights, dtype="mask")]
+        if a["proj_dropout"]:
+            found.append(Saved("own", elements=t * c, dtype="mask"))
+        if v2:
+            table = (2 * a["window"] - 1) ** 2
+            found.append(Saved("own", elements=table * CPB_HIDDEN + heads * n * n + heads, per_sample=False))
+        return tuple(found)
+
+    return saved
+
+
 def _attention_module(cls: str):
     def module(a, ins, out) -> str:
         extra = f", shift={a['shift']}" if is_symbolic(a["shift"]) or a["shift"] else ""
@@ -279,6 +308,7 @@ def window_attention(name: str, cls: str, helper: str, v2: bool, doc: str, examp
         macs=lambda a, i, o: sum(m for _, m in parts(a, i, o)),
         breakdown=parts,
         other_ops=_attention_other,
+        saved=_attention_saved(v2),
         label=_attention_label(name),
         emit=Emit(module=_attention_module(cls), helper=helper, imports=("torch",),
                   torch_types=(f"torchvision.models.swin_transformer.ShiftedWindowAttention{'V2' * v2}",),
@@ -373,6 +403,10 @@ def patch_merging(name: str, cls: str, helper: str, v2: bool, doc: str, examples
         params=lambda a, i, o: 8 * a["features"] ** 2 + (4 if v2 else 8) * a["features"],
         macs=lambda a, i, o: o.h * o.w * 8 * a["features"] ** 2,
         other_ops=lambda a, i, o: o.h * o.w * (2 if v2 else 4) * a["features"],
+        # the 4C neighbourhoods (a concatenation), the LayerNorm's (V1) or the Linear's (V2) output,
+        # and the LayerNorm's statistics per position
+        saved=lambda a, i, o: (Saved("own", elements=o.h * o.w * (6 if v2 else 8) * a["features"]),
+                               Saved("own", elements=2 * o.h * o.w, dtype="float32")),
         label=lambda a: name,
         emit=Emit(module=lambda a, i, o: f"{cls}({a['features']}" + (f", eps={a['eps']!r})" if a["eps"] != 1e-5
                                                                       else ")"), helper=helper, imports=("torch",),

@@ -15,6 +15,7 @@ from archlang.compiler.ops import (
     Example,
     NoForm,
     OpSpec,
+    Saved,
     ShapeError,
     need_layout,
     nonneg_int,
@@ -38,6 +39,8 @@ def _tokens_infer(a, ins) -> TensorType:
 
 register(OpSpec(
     name="tokens", family="tokens", infer=_tokens_infer, view=True,
+    # an image's flatten(2).transpose(1, 2) is strided; a channels-last image's flatten(1, 2) keeps its layout
+    memory_view=lambda a, contiguous: contiguous and a["grid"],
     emit=Emit(call=lambda args, a: f"{args[0]}.flatten(1, 2)" if a["grid"]
               else f"{args[0]}.flatten(2).transpose(1, 2)",
               torch_types=("flatten(2).transpose(1, 2)",), read=lambda site: {}),
@@ -58,6 +61,8 @@ def _permute(name: str, src: Layout, doc: str, dims: str) -> OpSpec:
 
     return register(OpSpec(
         name=name, family=name, infer=infer, view=True,
+        # a permute: strided, or contiguous again where it undoes the other one
+        memory_view=lambda a, contiguous: not contiguous,
         emit=Emit(call=lambda args, a: f"{args[0]}.permute({dims})",
                   torch_types=("torchvision.ops.misc.Permute", "Tensor.permute", "torch.permute"),
                   read=lambda site: {} if site.layout is src and site.dims == order else None),
@@ -135,6 +140,7 @@ def _token_read(site) -> dict | None:
 
 register(OpSpec(
     name="token", family="token", infer=_token_infer, view=True, positional=("index",),
+    memory_view=lambda a, contiguous: False,
     args={"index": Arg(nonneg_int, 0)},
     label=lambda a: f"token {a['index']}",
     emit=Emit(call=lambda args, a: f"{args[0]}[:, {a['index']}]", torch_types=("operator.getitem",), read=_token_read),
@@ -161,6 +167,14 @@ def _mha_parts(a, ins, out) -> list[tuple[str, int]]:
             ("output projection", s * d * d)]
 
 
+def _mha_saved(a, ins, out) -> tuple[Saved, ...]:
+    """nn.MultiheadAttention (batch first) on its fused path (scaled_dot_product_attention's flash or
+    memory-efficient kernel, which keeps no SxS matrix): the input transposed to sequence-first (a
+    copy), q, k and v (one tensor), the attention's output (which the output projection reads as
+    it is) and its log-sum-exp per head and token."""
+    return (Saved("own", elements=5 * out.numel), Saved("own", elements=a["heads"] * out.s, dtype="float32"))
+
+
 def _mha_module(a, ins, out) -> str:
     extra = f", dropout={a['dropout']!r}" if is_symbolic(a["dropout"]) or a["dropout"] else ""
     extra += "" if a["bias"] else ", bias=False"
@@ -183,6 +197,7 @@ register(OpSpec(
     breakdown=_mha_parts,
     # the softmax over each head's S x S scores, and the projections' bias adds
     other_ops=lambda a, i, o: a["heads"] * o.s * o.s + (4 * o.numel if a["bias"] else 0),
+    saved=_mha_saved,
     label=lambda a: f"mha {a['heads']}",
     emit=Emit(module=_mha_module, forward=lambda x, attr: f"{attr}({x}, {x}, {x}, need_weights=False)[0]",
               torch_types=("nn.MultiheadAttention",), read=_mha_read),
