@@ -1,7 +1,8 @@
 """The `archc` command line: argument parsing, dispatch to the API, and exit codes.
 
 Exit codes: 0 ok, 1 compile error (a diagnostic on stderr), 2 usage error.
-Neither `check` nor `build` imports torch: code generation works from the IR alone."""
+Neither `check` nor `build` imports torch: code generation works from the IR alone.  Each command
+imports what it needs inside its handler, so `--version` and `--help` load no compiler."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import signal
 import sys
 import textwrap
 
-from archlang.compiler import OverrideError
 from archlang.errors import ArchError
 
 EPILOG = """examples:
@@ -607,12 +607,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except _Usage as err:
         parser.exit(2, f"archc: error: {err}\n")
-    except OverrideError as err:
-        print(_red(str(err)), file=sys.stderr)
-        return 2
     except ArchError as err:
+        from archlang.compiler import OverrideError  # loaded already: it raised the error
+
         print(_red(str(err)), file=sys.stderr)
-        return 1
+        return 2 if isinstance(err, OverrideError) else 1
     except _ImportedFailure as err:
         print(_red(f"archc: error: {err}"), file=sys.stderr)
         return 1
