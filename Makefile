@@ -44,6 +44,8 @@ docs-images: $(STAMP) graphviz
 	$(VENV)/bin/archc render specs/resnet34.arch --depth 2 -o docs/images/resnet34.d2.svg
 	$(VENV)/bin/archc render specs/inception.arch -n inception3a --depth all -o docs/images/inception3a.svg
 	$(VENV)/bin/archc render specs/dense_residual.arch -n dense_residual --depth all -o docs/images/dense_residual.svg
+	$(VENV)/bin/archc render specs/torchvision/squeezenet.arch -n squeezenet1_1 --direction LR --style compact \
+		-o docs/images/squeezenet1_1.lr.svg
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check archlang tests bench

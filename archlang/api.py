@@ -145,17 +145,20 @@ class Network:
             training = TrainingSetup(batch or 1, dtype or "fp32", optimizer or "sgd")
         return build_report(self.ir, depth, training)
 
-    def dot(self, depth: int | None = 2) -> str:
-        """The diagram as DOT text: blocks deeper than `depth` collapsed (None: every layer)."""
+    def dot(self, depth: int | None = 2, direction: str = "TB", style: str = "full") -> str:
+        """The diagram as DOT text: blocks deeper than `depth` collapsed (None: every layer);
+        `direction` TB (top to bottom) or LR; `style` full or compact (a shape on an edge only
+        where it changes, tighter spacing)."""
         from archlang.backends.diagram import build_dot
 
-        return build_dot(self.ir, depth)
+        return build_dot(self.ir, depth, direction, style)
 
-    def render(self, fmt: str = "svg", depth: int | None = 2) -> bytes:
-        """The diagram rendered by graphviz's `dot` (svg, png or pdf)."""
+    def render(self, fmt: str = "svg", depth: int | None = 2, direction: str = "TB", style: str = "full",
+               dpi: int | None = None) -> bytes:
+        """The diagram rendered by graphviz's `dot` (svg, png or pdf); `dpi` sets a PNG's resolution."""
         from archlang.backends.diagram import render
 
-        return render(self.dot(depth), fmt)
+        return render(self.dot(depth, direction, style), fmt, dpi=dpi)
 
     def _repr_svg_(self) -> str | None:
         """Notebooks show a compiled network as its diagram (nothing when `dot` is missing)."""

@@ -1,7 +1,8 @@
 """The `archc` command line: argument parsing, dispatch to the API, and exit codes.
 
 Exit codes: 0 ok, 1 compile error (a diagnostic on stderr), 2 usage error.
-Neither `check` nor `build` imports torch: code generation works from the IR alone."""
+Neither `check` nor `build` imports torch: code generation works from the IR alone.  Each command
+imports what it needs inside its handler, so `--version` and `--help` load no compiler."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import signal
 import sys
 import textwrap
 
-from archlang.compiler import OverrideError
 from archlang.errors import ArchError
 
 EPILOG = """examples:
@@ -203,10 +203,13 @@ def cmd_render(args) -> int:
     elif suffix in RENDER_FORMATS and suffix != args.format:
         raise _Usage(f"-f {args.format} does not fit the output file {args.output}: drop -f, or name it "
                      f"{target.with_suffix('.' + args.format).name}")
+    if args.dpi is not None and args.format != "png":
+        raise _Usage(f"--dpi sets a PNG's resolution; {args.format} output has none (-f png, or -o FILE.png)")
     outputs = []
     try:
         for net in nets:
-            data = net.dot(args.depth) if args.format == "dot" else net.render(args.format, args.depth)
+            drawing = {"depth": args.depth, "direction": args.direction, "style": args.style}
+            data = net.dot(**drawing) if args.format == "dot" else net.render(args.format, dpi=args.dpi, **drawing)
             name = f"{net.name}.{args.format}"
             path = None if args.output == "-" else (target / name if into_dir else target or Path(name))
             outputs.append((path, data, None if args.output and not into_dir else net.name))
@@ -541,6 +544,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output file, or folder for several networks; - for stdout (default: ./<network>.<format>)")
     p.add_argument("--depth", type=_depth_or_all, default=2, metavar="D",
                    help="draw blocks down to this depth; `all` draws every layer (default: 2)")
+    p.add_argument("--direction", choices=("TB", "LR"), default="TB",
+                   help="top to bottom (default) or left to right")
+    p.add_argument("--style", choices=("full", "compact"), default="full",
+                   help="compact: a tensor shape on an edge only where it changes, boxes closer together "
+                        "(default: full, every edge)")
+    p.add_argument("--dpi", type=_positive(int), metavar="N", help="a PNG's resolution (default: 96)")
 
     p = _subcommand(sub, "diff", cmd_diff, "compare two networks block by block (shapes, params, MACs)",
                     "Compile A and B and print, per block, where their output shapes, parameters and MACs "
@@ -627,12 +636,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except _Usage as err:
         parser.exit(2, f"archc: error: {err}\n")
-    except OverrideError as err:
-        print(_red(str(err)), file=sys.stderr)
-        return 2
     except ArchError as err:
+        from archlang.compiler import OverrideError  # loaded already: it raised the error
+
         print(_red(str(err)), file=sys.stderr)
-        return 1
+        return 2 if isinstance(err, OverrideError) else 1
     except _ImportedFailure as err:
         print(_red(f"archc: error: {err}"), file=sys.stderr)
         return 1

@@ -124,3 +124,39 @@ def test_every_command_reads_every_torchvision_spec(path, tmp_path, capsys):
     listing = capsys.readouterr().out
     if path.stem == "efficientnet":
         assert "max(1, in.c//4)" in listing
+
+
+# what each command may load: --version and --help no compiler at all, check no heavy library
+STARTUP_CASES = {
+    "--version": (["--version"], ("archlang.compiler", "archlang.api", "lark")),
+    "--help": (["--help"], ("archlang.compiler", "archlang.api", "lark")),
+    "check --help": (["check", "--help"], ("archlang.compiler", "archlang.api", "lark")),
+    "check": (["check", "specs/lenet5.arch"], ()),
+    "report": (["report", "specs/lenet5.arch"], ()),
+}
+HEAVY = ("torch", "networkx", "pydantic", "graphviz", "numpy")
+
+
+@pytest.mark.parametrize("case", list(STARTUP_CASES))
+def test_startup_imports_only_what_the_command_needs(case):
+    """Start-up is import time: a fresh interpreter runs the command as `python -m archlang` does,
+    then lists the modules it loaded (docs/benchmarks.md has the timings)."""
+    import json
+    import subprocess
+    import sys
+
+    argv, also_absent = STARTUP_CASES[case]
+    code = ("import contextlib, io, json, runpy, sys\n"
+            f"sys.argv = ['archc', *{argv!r}]\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n"
+            "        runpy.run_module('archlang', run_name='__main__')\n"
+            "    except SystemExit as exit_:\n"
+            "        rc = exit_.code\n"
+            "print(json.dumps([rc, sorted(sys.modules)]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rc, modules = json.loads(proc.stdout)
+    assert rc == 0
+    loaded = {name for name in modules if name.split(".")[0] in HEAVY or name in also_absent}
+    assert not loaded, f"archc {case} imported {sorted(loaded)}"

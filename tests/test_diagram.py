@@ -3,6 +3,7 @@ renders through graphviz's `dot` (well-formed SVG carrying the expected labels, 
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -157,3 +158,103 @@ def test_dot_time_is_bounded(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     with pytest.raises(diagram.RenderError, match="did not finish within 0.5 s"):
         diagram.render("digraph { a }", "svg", timeout=0.5)
+
+
+def drawn(net, depth, direction="TB", style="full") -> tuple[float, dict[str, tuple[float, float]]]:
+    """Where dot puts each IR node's box (by node path, in inches) and the drawing's width."""
+    from archlang.backends.diagram import fitted_layout
+
+    plain = subprocess.run(["dot", "-Tplain"], input=net.dot(depth, direction, style), capture_output=True,
+                           text=True, check=True, timeout=120).stdout.splitlines()
+    at = {p[1]: (float(p[2]), float(p[3])) for p in (line.split() for line in plain) if p[0] == "node"}
+    boxes, of_node, _ = fitted_layout(net.ir, depth)
+    ids = {box.key: f"n{i}" for i, box in enumerate(boxes)}
+    return float(plain[0].split()[2]), {x.path: at[ids[of_node[x.id].key]] for x in net.ir.nodes if x.path}
+
+
+@needs_dot
+@pytest.mark.parametrize("direction", ["TB", "LR"])
+@pytest.mark.parametrize("depth", [2, None], ids=["d2", "all"])
+def test_branches_are_drawn_in_the_joins_order(depth, direction):
+    """GoogLeNet's inception branches left to right (top to bottom with LR) as written: 1x1, 3x3,
+    the second 3x3, pool; with frames inside frames at --depth all, where dot's own order put the
+    1x1 branch rightmost.  SqueezeNet's fire: the 1x1 expand before the 3x3."""
+    cases = [(net("googlenet.arch", "googlenet"), [f"inception{b}.branch{{}}" for b in
+                                                    ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")], 4),
+             (archlang.compile_file(SPECS / "torchvision" / "squeezenet.arch")["squeezenet1_0"],
+              [f"features.fire{k}.branch{{}}" for k in range(1, 9)], 2)]
+    for n, joins, count in cases:
+        for style in ("full", "compact"):
+            _, at = drawn(n, depth, direction, style)
+            for join in joins:
+                heads = [next(xy for path, xy in at.items() if path.startswith(join.format(k) + "."))
+                         for k in range(1, count + 1)]
+                across = [x if direction == "TB" else -y for x, y in heads]
+                assert across == sorted(across), (join, style, heads)
+
+
+@needs_dot
+def test_the_main_column_stays_straight():
+    """At --depth all ResNet-34 drifted sideways around its Ws frames: 7.35 in wide, its convs
+    spread over 3.9 in.  The main column is now one graphviz group."""
+    width, at = drawn(net("resnet34.arch", "resnet34"), None)
+    xs = [x for path, (x, _) in at.items() if re.fullmatch(r"layer\d\.\d+\.(conv|bn)\d", path)]
+    assert width < 5 and max(xs) - min(xs) < 1.5
+
+
+def test_def_calls_show_their_arguments():
+    squeeze = archlang.compile_file(SPECS / "torchvision" / "squeezenet.arch")["squeezenet1_0"].dot(2)
+    assert "<b>fire1</b><br/>fire 16 64<br/>" in squeeze and "<b>fire8</b><br/>fire 64 256<br/>" in squeeze
+    resnet = net("resnet34.arch", "resnet34")
+    d2 = resnet.dot(2)
+    assert "<br/>basic 128 /2<br/>" in d2 and "<br/>basic 128<br/>" in d2
+    assert "/1" not in d2  # layer1's stride 1 is basic's default: not repeated
+    assert "<br/>basic 64 ×3<br/>" in resnet.dot(1)  # three identical calls
+    assert "<br/>basic ×4<br/>" in resnet.dot(1)  # layer2's first call differs (/2)
+
+
+def test_collapsed_labels_name_main_layers_only():
+    """One rule for every collapsed label: its convs, denses, pools (never bn or relu), so the
+    branches of one join read alike."""
+    dot = html.unescape(net("googlenet.arch", "googlenet").dot(2))
+    for label in ("conv1x1 64", "conv1x1 96 > conv3x3 128", "conv1x1 16 > conv3x3 32", "maxpool3x3 > conv1x1 32"):
+        assert f"<br/>{label}<br/>" in dot
+    assert "> bn" not in dot and "> relu" not in dot
+    assert "<br/>bn &gt; relu<br/>" in archlang.compile(
+        "network n:\n    input 4x8x8\n    a = bn > relu\n", "n.arch")["n"].dot(1)  # no main layer: all of them
+
+
+def test_compact_style_and_direction():
+    n = net("resnet34.arch", "resnet34")
+    compact = n.dot(1, "LR", "compact")
+    assert "rankdir=LR" in compact and "nodesep=0.15" in compact and "rankdir=TB" in n.dot(1)
+    # a shape only where a box changes it: the stem and the three down-sampling stages; the input
+    # and output nodes say theirs, layer1 keeps 64x56x56
+    assert re.findall(r'label=" ([\d×]+)"', compact) == ["64×56×56", "128×28×28", "256×14×14", "512×7×7"]
+    tb = n.dot(1, "TB", "compact")  # top to bottom: external labels, which add no ranks
+    assert re.findall(r'xlabel=" ([\d×]+)"', tb) == ["64×56×56", "128×28×28", "256×14×14", "512×7×7"]
+    assert len(re.findall(r'label=" [\d×]+"', n.dot(1))) == 7  # full: every edge
+    with pytest.raises(ValueError, match="direction"):
+        n.dot(1, "BT")
+    with pytest.raises(ValueError, match="style"):
+        n.dot(1, "TB", "tiny")
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@needs_dot
+def test_dpi_sets_the_png_resolution(tmp_path):
+    n = net("lenet5.arch", "lenet5")
+    w96, h96 = png_size(n.render("png", 1))
+    w192, h192 = png_size(n.render("png", 1, dpi=192))
+    assert abs(w192 - 2 * w96) <= 2 and abs(h192 - 2 * h96) <= 2
+    proc = subprocess.run([sys.executable, "-m", "archlang", "render", "specs/lenet5.arch", "--dpi", "200",
+                           "--direction", "LR", "--style", "compact", "-o", str(tmp_path / "l.png")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert png_size((tmp_path / "l.png").read_bytes()) == png_size(n.render("png", 2, "LR", "compact", dpi=200))
+    wrong = subprocess.run([sys.executable, "-m", "archlang", "render", "specs/lenet5.arch", "--dpi", "200", "-o",
+                            str(tmp_path / "l.svg")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 2 and "--dpi sets a PNG's resolution" in wrong.stderr

@@ -100,8 +100,9 @@ def test_other_ops_stay_out_of_the_headline():
 def test_block_rows_describe_what_they_hold():
     report = archlang.compile_file(SPECS / "resnet34.arch")["resnet34"].report(1)
     ops = {r.name: (r.op, r.ws) for r in report.rows}
-    assert ops["stem"] == ("conv7x7 64 /2 > bn > relu > maxpool3x3 /2", False)
-    assert ops["layer1"] == ("basic ×3", False) and ops["layer2"] == ("basic ×4", True)
+    # the main layers only, as the diagram's boxes; a run of one call with its arguments
+    assert ops["stem"] == ("conv7x7 64 /2 > maxpool3x3 /2", False)
+    assert ops["layer1"] == ("basic 64 ×3", False) and ops["layer2"] == ("basic ×4", True)
     assert ops["head"] == ("gap > dense 1000", False)
     report = archlang.compile_file(SPECS / "googlenet.arch")["googlenet"].report(1)
     assert {r.name: r.op for r in report.rows}["inception4a"] == "inception"

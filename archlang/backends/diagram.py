@@ -3,7 +3,9 @@
 Blocks above the chosen depth are clusters; blocks at the depth are single nodes, and a run
 of identical sibling blocks (a repeated stage) becomes one node with a ×N badge.  Inserted
 Ws projections and zero-pad shortcuts are drawn dashed in orange, with a legend.  Merges
-are small round nodes; edges carry the tensor shape.  The same IR gives the same DOT."""
+are small round nodes; edges carry the tensor shape (in the compact style only where it
+changes).  The branches of a join are drawn left to right (top to bottom with LR) in the order
+the join takes them.  The same IR gives the same DOT."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from archlang.compiler.ir import Container, NetworkIR, Node, Role, Scope, ScopeK
 from archlang.compiler.ops import REGISTRY, describe, node_cost
 
 DEFAULT_DEPTH = 2
+DIRECTIONS = ("TB", "LR")  # top to bottom, left to right
+STYLES = ("full", "compact")  # compact: a shape on an edge only where it changes, tighter spacing
 FONT = "Helvetica"
 WS_COLOUR = "#d9822b"
 GATE_COLOUR = "#7b4ea3"  # the edge of a gate into its multiply (squeeze-and-excitation)
@@ -208,16 +212,74 @@ def fitted_layout(ir: NetworkIR, depth: int | None) -> tuple[list[_Box], dict[in
                            f"(`name = ...`) to draw a network of this size in full")
 
 
-def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
-    """The DOT text of the diagram; `depth=None` draws every layer.  A diagram too large to draw
-    is collapsed (fitted_layout), and its title says so."""
+def _is_sum(node: Node) -> bool:
+    return node.role is Role.MERGE and REGISTRY[node.op].draw.text == "+"
+
+
+def _spine(box: _Box, ir: NetworkIR) -> bool:
+    """On the network's main column: in no branch of a join, no shortcut, no auxiliary head, and
+    no residual sum (the skip's edge into it would pull the column towards itself)."""
+    if any(s.kind in (ScopeKind.BRANCH, ScopeKind.SHORTCUT) for s in [*box.parents, *box.scopes[:1]]):
+        return False
+    if any(n.id in ir.training_only for n in box.nodes):
+        return False
+    return bool(box.scopes) or not (box.nodes[0].role.is_shortcut or _is_sum(box.nodes[0]))
+
+
+def _frame(box: _Box) -> int | None:
+    """The frame (cluster) a box is drawn in: its innermost block that is not a branch."""
+    framed = [s for s in box.parents if s.kind is not ScopeKind.BRANCH]
+    return id(framed[-1]) if framed else None
+
+
+def _branch_rows(ir: NetworkIR, boxes: list[_Box], of_node: dict[int, _Box]) -> dict[int | None, list[list[_Box]]]:
+    """For each frame, the rows of boxes that start the branches of a fork, in branch order.
+
+    A fork's branches are its successors with no other input (a skip into a sum is not one),
+    in the order of their nodes, which is the join's order.  Dot orders the nodes of a rank to
+    cross fewer edges, and on a tie as it likes (GoogLeNet's 1x1 branch came out rightmost);
+    `ordering=out` holds only when the fork and its branches share a frame, and `ordering=in` on
+    the join did not hold in every layout either.  What does hold: invisible edges between nodes
+    on one rank (`rank=same`) of one frame, drawn left to right.  So branches are drawn without
+    a frame of their own, and their first boxes are tied into one ordered row."""
+    successors: dict[str, list[_Box]] = {}
+    inputs: dict[str, set[str]] = {}
+    for node in ir.nodes:
+        for src in node.inputs:
+            a, b = of_node[src], of_node[node.id]
+            if a is b or (src, node.id) in ir.ref_edges:
+                continue
+            inputs.setdefault(b.key, set()).add(a.key)
+            if b not in successors.setdefault(a.key, []):
+                successors[a.key].append(b)
+    rows: dict[int | None, list[list[_Box]]] = {}
+    for targets in successors.values():
+        heads = [b for b in targets if len(inputs[b.key]) == 1]
+        frames = {_frame(b) for b in heads}
+        if len(heads) > 1 and len(frames) == 1:
+            rows.setdefault(frames.pop(), []).append(heads)
+    return rows
+
+
+def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH, direction: str = "TB", style: str = "full") -> str:
+    """The DOT text of the diagram; `depth=None` draws every layer, `direction` LR lays it out
+    left to right, `style="compact"` labels an edge only where the shape changes and packs the
+    boxes closer.  A diagram too large to draw is collapsed (fitted_layout), and its title says so."""
     if depth is not None and depth < 1:
         raise ValueError("depth must be at least 1")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction is one of {', '.join(DIRECTIONS)}, not {direction!r}")
+    if style not in STYLES:
+        raise ValueError(f"style is one of {', '.join(STYLES)}, not {style!r}")
+    compact = style == "compact"
     boxes, of_node, note = fitted_layout(ir, depth)
     ids = {box.key: f"n{i}" for i, box in enumerate(boxes)}
     title = f"{ir.name}: {_fmt(ir.input.shape.dims)} → {_fmt(ir.output.shape.dims)}"
+    # newrank ranks the whole graph at once, not frame by frame: the branches of a join inside a
+    # frame then start on one rank below their fork, not stacked against the join
     g = graphviz.Digraph(ir.name, graph_attr={
-        "rankdir": "TB", "fontname": FONT, "nodesep": "0.25", "ranksep": "0.3", "labelloc": "t",
+        "rankdir": direction, "newrank": "true", "fontname": FONT, "labelloc": "t",
+        "nodesep": "0.15" if compact else "0.25", "ranksep": "0.2" if compact else "0.3",
         "label": title + (f"\n({note})" if note else ""), "fontsize": "16"},
         node_attr={"fontname": FONT, "fontsize": "11", "height": "0.3", "margin": "0.12,0.04"},
         edge_attr={"fontname": FONT, "fontsize": "9", "color": "#444444", "arrowsize": "0.6"})
@@ -235,22 +297,36 @@ def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
         (tree[parent_key] if parent_key is not None else order).append(("box", box))
 
     cluster_numbers: dict[int, int] = {}  # in emission order, so the DOT reads top to bottom
+    rows = _branch_rows(ir, boxes, of_node)
 
-    def emit(graph, items) -> None:
+    def emit(graph, items, frame: int | None = None, rows_here: bool = True) -> None:
         for kind, item in items:
             if kind == "box":
-                graph.node(ids[item.key], **_node_attrs(item))
+                # one group for the main column: dot keeps its edges straight, so a long network
+                # does not drift sideways (and widen the picture) around its shortcuts
+                spine = {"group": "spine"} if _spine(item, ir) else {}
+                graph.node(ids[item.key], **_node_attrs(item), **spine)
                 continue
             scope = item
+            if scope.kind is ScopeKind.BRANCH:  # unframed: see _branch_rows
+                emit(graph, tree[id(scope)], frame, rows_here=False)
+                continue
             ws = scope.is_shortcut
             number = cluster_numbers.setdefault(id(scope), len(cluster_numbers))
             with graph.subgraph(name=f"cluster_{number}") as sub:
                 in_list = scope.parent is not None and scope.parent.container is Container.LIST
-                label = "Ws" if ws else "" if scope.kind is ScopeKind.BRANCH else scope.path if in_list else scope.name
+                label = "Ws" if ws else scope.path if in_list else scope.name
                 sub.attr(label=label, style="rounded,dashed" if ws else "rounded,filled",
                          color=WS_COLOUR if ws else "#b8c4d6", fillcolor="white" if ws else BLOCK_FILL,
                          fontsize="11", labeljust="l", fontcolor=WS_COLOUR if ws else "#333333")
-                emit(sub, tree[id(scope)])
+                emit(sub, tree[id(scope)], id(scope))
+        for row in rows.get(frame, []) if rows_here else []:  # the first boxes of a join's branches, in order
+            if direction == "LR" and frame is not None:  # dot lays a frame's rows out bottom to top
+                row = row[::-1]
+            with graph.subgraph() as same:
+                same.attr(rank="same")
+                for left, right in zip(row, row[1:], strict=False):
+                    same.edge(ids[left.key], ids[right.key], style="invis")
 
     emit(g, order)
     out_id = "output"
@@ -263,13 +339,23 @@ def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
                 g.node(dot_id, f"{out.name} {shape_text}\n(training only)", shape="oval", style="dashed",
                        color=AUX_COLOUR, fontcolor="#555555")
             else:
-                g.node(dot_id, f"output {out.name} {shape_text}", shape="oval")
+                g.node(dot_id, f"output {out.name} {shape_text}", shape="oval",
+                       **({"group": "spine"} if k == 0 else {}))
             outputs.append((dot_id, out.node))
     else:
-        g.node(out_id, f"output {_fmt(ir.output.shape.dims)}", shape="oval")
+        g.node(out_id, f"output {_fmt(ir.output.shape.dims)}", shape="oval", group="spine")
         outputs.append((out_id, ir.output.id))
 
+    def entering(box: _Box):
+        """The shape a box takes in (the input's own), to tell where an edge's shape changes."""
+        first = box.nodes[0]
+        return first.in_shapes[0] if first.in_shapes else first.shape
+
+    # compact, top to bottom: external labels, placed after the layout, add no rank of their own
+    # (left to right, they would sit on the short edges' boxes)
+    text_key = "xlabel" if compact and direction == "TB" else "label"
     seen = set()
+    labelled = set()  # compact: sources whose shape is already on one of their edges
     for node in ir.nodes:
         for src in node.inputs:
             a, b = ids[of_node[src].key], ids[of_node[node.id].key]
@@ -278,25 +364,32 @@ def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
             seen.add((a, b))
             shortcut = node.role.is_shortcut or ir.nodes[src].role.is_shortcut
             gate = node.op == "_mul" and ir.nodes[src].shape != node.shape  # a broadcast factor: the gate
+            shape_text = _fmt(ir.nodes[src].shape.dims)
             ref = ir.ref_edges.get((src, node.id))
             if ref is not None:  # a long skip: drawn beside the column, which it does not stretch (a head
                 # branching off by reference hangs below its source instead)
-                g.edge(a, b, label=f" @{ref} {_fmt(ir.nodes[src].shape.dims)}", style="dashed", color=REF_COLOUR,
-                       fontcolor=REF_COLOUR, **({} if node.id in ir.training_only else {"constraint": "false"}))
+                g.edge(a, b, **{text_key: f" @{ref}" + ("" if compact else f" {shape_text}")},
+                       style="dashed",
+                       color=REF_COLOUR, fontcolor=REF_COLOUR,
+                       **({} if node.id in ir.training_only else {"constraint": "false"}))
                 continue
             style = ({"style": "dashed", "color": WS_COLOUR} if shortcut else
                      {"style": "bold", "color": GATE_COLOUR, "fontcolor": GATE_COLOUR} if gate else {})
-            g.edge(a, b, label=(" gate " if gate else " ") + _fmt(ir.nodes[src].shape.dims), **style)
+            show = not compact or (ir.nodes[src].shape != entering(of_node[src]) and a not in labelled)
+            if show:
+                labelled.add(a)
+            label = (" gate" if gate else "") + (f" {shape_text}" if show else "")
+            g.edge(a, b, **({text_key: label} if label else {}), **style)
     for dot_id, node_id in outputs:
         style = {"style": "dashed", "color": AUX_COLOUR} if node_id in ir.training_only else {}
-        g.edge(ids[of_node[node_id].key], dot_id, label=" " + _fmt(ir.nodes[node_id].shape.dims), **style)
+        label = {} if compact else {"label": " " + _fmt(ir.nodes[node_id].shape.dims)}
+        g.edge(ids[of_node[node_id].key], dot_id, **label, **style)
 
     gates = any(not box.scopes and box.nodes[0].op == "_mul" for box in boxes)
     refs = any(ids[of_node[src].key] != ids[of_node[dst].key] for src, dst in ir.ref_edges)
     aux = any(o.training_only for o in ir.outputs)
     if any(n.role.is_shortcut for n in ir.nodes) or gates or refs or aux:
-        sums = any(not box.scopes and box.nodes[0].role is Role.MERGE and REGISTRY[box.nodes[0].op].draw.text == "+"
-                   for box in boxes)
+        sums = any(not box.scopes and _is_sum(box.nodes[0]) for box in boxes)
         rows = (LEGEND_WS if any(n.role.is_shortcut for n in ir.nodes) else "") + (LEGEND_ADD if sums else "") \
             + (LEGEND_GATE if gates else "") + (LEGEND_REF if refs else "") + (LEGEND_AUX if aux else "")
         g.node("legend", label=f'<<table border="0" cellborder="0" cellspacing="2" cellpadding="2">{rows}</table>>',
@@ -305,12 +398,14 @@ def build_dot(ir: NetworkIR, depth: int | None = DEFAULT_DEPTH) -> str:
     return g.source
 
 
-def render(dot_source: str, fmt: str, timeout: float = DOT_TIMEOUT) -> bytes:
-    """DOT → svg/png/pdf bytes through graphviz's `dot`, which may take at most `timeout` seconds."""
+def render(dot_source: str, fmt: str, timeout: float = DOT_TIMEOUT, dpi: int | None = None) -> bytes:
+    """DOT → svg/png/pdf bytes through graphviz's `dot`, which may take at most `timeout` seconds;
+    `dpi` sets a PNG's resolution (graphviz's default: 96)."""
     import subprocess
 
     try:
-        done = subprocess.run(["dot", f"-T{fmt}"], input=dot_source.encode("utf-8"), capture_output=True,
+        done = subprocess.run(["dot", f"-T{fmt}", *([f"-Gdpi={dpi}"] if dpi else [])],
+                              input=dot_source.encode("utf-8"), capture_output=True,
                               timeout=timeout, check=False)
     except FileNotFoundError:
         raise RenderError("rendering needs graphviz's `dot` program, which is not installed "
