@@ -82,8 +82,20 @@ def _compile(args):
     from archlang.api import compile_file
 
     if args.command in READS_MODELS and python_target(args.file):
-        return _imported(args.file, _overrides(args.overrides), args.plain, args.network)
-    return compile_file(args.file, _overrides(args.overrides), plain=args.plain, network=args.network)
+        return _warned(_imported(args.file, _overrides(args.overrides), args.plain, args.network))
+    return _warned(compile_file(args.file, _overrides(args.overrides), plain=args.plain, network=args.network))
+
+
+def _print_warning(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _warned(program):
+    """The program, once its networks' warnings (`FILE:LINE:COL: warning: ...`) are on stderr."""
+    for net in program:
+        for warning in net.warnings:
+            _print_warning(warning)
+    return program
 
 
 _MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -263,7 +275,7 @@ def _pick(spec: str, network: str | None, overrides, plain: bool):
         return net, f"{net.name} ({spec}{', plain' if plain else ''})"
     if ":" in spec and not Path(spec).exists():
         path, name = spec.rsplit(":", 1)
-    program = compile_file(path, _overrides(overrides), plain=plain, network=name)
+    program = _warned(compile_file(path, _overrides(overrides), plain=plain, network=name))
     if len(program) > 1:
         names = ", ".join(n.name for n in program)
         raise _Usage(f"{path} has several networks ({names}): pick one with {path}:NAME or --network")
@@ -347,7 +359,8 @@ def cmd_fmt(args) -> int:
 def cmd_list(args) -> int:
     from archlang.api import list_file
 
-    listing = list_file(args.file, _overrides(args.overrides), plain=args.plain, network=args.network)
+    listing = list_file(args.file, _overrides(args.overrides), plain=args.plain, network=args.network,
+                        warn=_print_warning)
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
