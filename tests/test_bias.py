@@ -169,3 +169,15 @@ def test_the_importer_writes_a_preactivation_model_without_bias_flags():
     text = from_torch(reference, (3, 32, 32), name="preact")
     assert "nobias" not in text and " bias" not in text
     assert archlang.compile(text, "preact.arch")["preact"].params == _count(reference)
+
+
+@pytest.mark.parametrize(("c", "params"), [
+    (8, 8 * 8 + 8 + 2 * 8 + 8 * 8 + 8),   # the skip fits: the first sum also reaches the output, bias kept
+    (16, 8 * 8 + 2 * 8 + 8 * 16 + 16),    # the skip is dropped: the first sum reaches only the bn
+])
+def test_a_bias_behind_a_skip_optional_whose_fit_depends_on_a_value(c, params):
+    """Found by the differential test: the generated classes would have to follow the fit, so
+    the module is written for the compiled values, and its count is the IR's."""
+    src = "network n(c=8):\n    input 8x8x8\n    conv1x1 8 | skip\n    (skip optional | bn > conv1x1 c > relu) > relu\n"
+    net = archlang.compile(src, "t.arch", overrides={"c": c})["n"]
+    assert net.params == params == _count(net.to_torch())

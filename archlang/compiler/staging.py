@@ -102,6 +102,14 @@ def _run_passes(ir: NetworkIR, root_may_list: bool, tail: bool = False) -> Netwo
                     any(ir.nodes[i].attrs.get("bias") == "auto" for i in skipped):
                 # the layer after the sum absorbs the bias only where the skip is dropped
                 raise Unstageable("`bias=auto` before a `skip optional` whose fit depends on a value")
+    # further up, a bias may reach a bn through the optional sum and through another path: it is
+    # absorbed (or not) alike whether the skip is there or dropped, or the classes cannot follow
+    optional = {(n.inputs[k], n.id) for n in ir.nodes for k, fit in n.attrs.get("optional", {}).items() if fit}
+    auto = [n.id for n in ir.nodes if n.attrs.get("bias") == "auto"]
+    if optional and auto:
+        there, dropped = ir_absorbed(ir, tail), ir_absorbed(ir, tail, ignoring=optional)
+        if any(there[i] != dropped[i] for i in auto):
+            raise Unstageable("`bias=auto` before a `skip optional` whose fit depends on a value")
     resolve_bias(ir, tail)
     hoist(ir)
     name_blocks(ir, root_may_list)

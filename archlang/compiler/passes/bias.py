@@ -10,7 +10,7 @@ the pre-activation ResNets and Wide ResNets are written by hand (every conv with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import replace
 
 from archlang.compiler.ir import NetworkIR
@@ -34,10 +34,12 @@ def absorbed(nodes: Sequence[tuple[int, str, Sequence[int]]], ends: dict[int, bo
     return out
 
 
-def ir_absorbed(ir: NetworkIR, tail: bool = False) -> dict[int, bool]:
-    """`absorbed` of every node of `ir`; `tail`: whether the layer after `ir`'s output absorbs."""
+def ir_absorbed(ir: NetworkIR, tail: bool = False, ignoring: Set[tuple[int, int]] = frozenset()) -> dict[int, bool]:
+    """`absorbed` of every node of `ir`; `tail`: whether the layer after `ir`'s output absorbs;
+    `ignoring`: edges (source, consumer) to leave out (a `skip optional` that may be dropped)."""
     ends = {h.node: False for h in ir.heads} | {ir.output.id: tail}
-    return absorbed([(n.id, n.op, [c.id for c in ir.consumers(n.id)]) for n in ir.nodes], ends)
+    return absorbed([(n.id, n.op, [c.id for c in ir.consumers(n.id) if (n.id, c.id) not in ignoring])
+                     for n in ir.nodes], ends)
 
 
 def resolve_bias(ir: NetworkIR, tail: bool = False) -> None:
