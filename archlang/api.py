@@ -131,6 +131,12 @@ class Network:
     def notes(self) -> list[str]:
         return list(self.ir.notes)
 
+    @property
+    def warnings(self) -> list[str]:
+        """Likely slips that still compile (an input written HxWxC), each rendered as
+        `FILE:LINE:COL: warning: message`, the line, a caret and a hint."""
+        return [str(w) for w in self.ir.warnings]
+
     def report(self, depth: int | None = None, *, batch: int | None = None, dtype: str | None = None,
                optimizer: str | None = None):
         """The static cost report (per layer, or rolled up by block at `depth`): print it, or call
@@ -252,9 +258,11 @@ def program_of(unit, filename: str, overrides=None, plain: bool = False, network
 
 
 def list_file(path: str | Path, overrides: dict[str, Any] | None = None, plain: bool = False,
-              network: str | None = None) -> dict[str, list[dict[str, Any]]]:
+              network: str | None = None,
+              warn: Callable[[str], None] | None = None) -> dict[str, list[dict[str, Any]]]:
     """What `archc list` shows: the file's networks (signature with defaults, arguments, shapes,
-    params, MACs, where defined) and the defs visible in it (`used`: brought in by `use`)."""
+    params, MACs, where defined) and the defs visible in it (`used`: brought in by `use`).
+    `warn` is told each network's warnings."""
     from archlang.frontend.ast import value_text
 
     def signature(name: str, params) -> str:
@@ -269,6 +277,8 @@ def list_file(path: str | Path, overrides: dict[str, Any] | None = None, plain: 
     if unit.file.networks:  # a file of defs alone (for `use`) is listed too
         asts = {a.name: a for a in unit.file.networks}
         for net in program_of(unit, str(path), overrides, plain, network):
+            for warning in net.warnings if warn is not None else ():
+                warn(warning)
             a = asts[net.name]
             networks.append({"name": net.name, "signature": signature(a.name, a.params), "arguments": net.arguments,
                              "input_shape": list(net.input_shape), "output_shape": list(net.output_shape),

@@ -82,8 +82,20 @@ def _compile(args):
     from archlang.api import compile_file
 
     if args.command in READS_MODELS and python_target(args.file):
-        return _imported(args.file, _overrides(args.overrides), args.plain, args.network)
-    return compile_file(args.file, _overrides(args.overrides), plain=args.plain, network=args.network)
+        return _warned(_imported(args.file, _overrides(args.overrides), args.plain, args.network))
+    return _warned(compile_file(args.file, _overrides(args.overrides), plain=args.plain, network=args.network))
+
+
+def _print_warning(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _warned(program):
+    """The program, once its networks' warnings (`FILE:LINE:COL: warning: ...`) are on stderr."""
+    for net in program:
+        for warning in net.warnings:
+            _print_warning(warning)
+    return program
 
 
 _MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -258,10 +270,7 @@ def cmd_report(args) -> int:
 
     reports = [net.report(args.depth, batch=args.batch, dtype=args.dtype, optimizer=args.optimizer)
                for net in _compile(args)]
-    if args.format == "json" and len(reports) == 1:  # one network: its object, as before
-        print(reports[0].to_json(), end="")
-    else:
-        print(reports_to_text(reports, args.format), end="")
+    print(reports_to_text(reports, args.format), end="")  # json: a list, one object per network, as check's
     return 0
 
 
@@ -271,25 +280,27 @@ def _pick(spec: str, network: str | None, overrides, plain: bool):
     from archlang.api import compile_file
 
     path, name = spec, network
+    given = _overrides(overrides)
+    shown = "".join(f", {k}={v}" for k, v in given.items()) + (", plain" if plain else "")
     if python_target(spec):
-        program = _imported(spec, _overrides(overrides), plain, network)
+        program = _imported(spec, given, plain, network)
         net = next(iter(program))
-        return net, f"{net.name} ({spec}{', plain' if plain else ''})"
+        return net, f"{net.name} ({spec}{shown})"
     if ":" in spec and not Path(spec).exists():
         path, name = spec.rsplit(":", 1)
-    program = compile_file(path, _overrides(overrides), plain=plain, network=name)
+    program = _warned(compile_file(path, given, plain=plain, network=name))
     if len(program) > 1:
         names = ", ".join(n.name for n in program)
         raise _Usage(f"{path} has several networks ({names}): pick one with {path}:NAME or --network")
     net = next(iter(program))
-    return net, f"{net.name} ({path}{', plain' if plain else ''})"
+    return net, f"{net.name} ({path}{shown})"
 
 
 def cmd_diff(args) -> int:
     from archlang.backends.report import diff_dict, diff_text
 
-    a, label_a = _pick(args.a, args.network, args.overrides, args.plain)
-    b, label_b = _pick(args.b, args.network, args.overrides, args.plain or args.plain_b)
+    a, label_a = _pick(args.a, args.network, args.overrides + args.overrides_a, args.plain)
+    b, label_b = _pick(args.b, args.network, args.overrides + args.overrides_b, args.plain or args.plain_b)
     ra, rb = a.report(args.depth), b.report(args.depth)
     if args.json:
         print(json.dumps(diff_dict(ra, rb, label_a, label_b), indent=2))
@@ -361,7 +372,8 @@ def cmd_fmt(args) -> int:
 def cmd_list(args) -> int:
     from archlang.api import list_file
 
-    listing = list_file(args.file, _overrides(args.overrides), plain=args.plain, network=args.network)
+    listing = list_file(args.file, _overrides(args.overrides), plain=args.plain, network=args.network,
+                        warn=_print_warning)
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
@@ -506,7 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _subcommand(sub, "build", cmd_build, "write a standalone PyTorch module per network",
                     "Compile FILE and write, for each network, DIR/<network>.py (a standalone file that "
                     "imports only torch and holds one nn.Module), DIR/<network>.report.md (the cost "
-                    "report, every layer) and DIR/<network>.json (the same report as JSON).",
+                    "report, every layer), DIR/<network>.json (the same report as JSON) and "
+                    "DIR/<network>.svg (the diagram, as `archc render` draws it at depth 2; left out, with "
+                    "a warning, when graphviz's `dot` program is missing).",
                     "archc build specs/resnet34.arch -o build/")
     p.add_argument("-o", "--output", default="build", metavar="DIR", help="output folder (default: build/)")
 
@@ -530,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.set_defaults(format="text")
     for flag in ("json", "markdown", "csv"):
         fmt.add_argument(f"--{flag}", dest="format", action="store_const", const=flag,
-                         help=f"print {'one JSON object per network' if flag == 'json' else flag}")
+                         help=f"print {'a JSON list, one object per network' if flag == 'json' else flag}")
 
     p = _subcommand(sub, "render", cmd_render, "draw each network as a diagram (svg, png, pdf or DOT)",
                     "Compile FILE and draw each network with graphviz: blocks above --depth are frames, "
@@ -561,6 +575,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--network", "-n", metavar="N", help="the network to take from both files")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a parameter in both networks (repeatable)")
+    p.add_argument("--set-a", dest="overrides_a", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter in A only (repeatable; after --set): "
+                        "diff f.arch f.arch --set-a k=8 --set-b k=10")
+    p.add_argument("--set-b", dest="overrides_b", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter in B only (repeatable; after --set)")
     p.add_argument("--plain", action="store_true", help="remove every `skip` branch from both")
     p.add_argument("--plain-b", action="store_true", help="remove every `skip` branch from B only "
                    "(a network against its plain twin)")

@@ -110,8 +110,23 @@ def _quote(span: Span) -> list[str]:
     return [gutter + text, pad + " " * (span.column - 1) + "^" + "~" * (width - 1)]
 
 
-def render(err: ArchError) -> str:
-    out = [f"{err.span}: error: {err.message}"]
+@dataclass(frozen=True)
+class ArchWarning:
+    """Something in an .arch program that compiles but is likely not what its author meant
+    (an input written HxWxC): `FILE:LINE:COL: warning: message`, the line, a caret and a hint.
+    The CLI prints warnings to stderr; they never change the exit code."""
+
+    message: str
+    span: Span
+    hint: str | None = None
+    notes: tuple[Note, ...] = ()
+
+    def __str__(self) -> str:
+        return render(self, "warning")
+
+
+def render(err: ArchError | ArchWarning, severity: str = "error") -> str:
+    out = [f"{err.span}: {severity}: {err.message}"]
     out += _quote(err.span)
     for note in err.notes:
         where = f"{note.span}: " if note.span else ""

@@ -160,3 +160,22 @@ def test_startup_imports_only_what_the_command_needs(case):
     assert rc == 0
     loaded = {name for name in modules if name.split(".")[0] in HEAVY or name in also_absent}
     assert not loaded, f"archc {case} imported {sorted(loaded)}"
+
+
+def test_a_warning_goes_to_stderr_with_its_place_and_leaves_the_exit_code(tmp_path, capsys):
+    import json
+
+    path = tmp_path / "hwc.arch"
+    path.write_text("network hwc:\n    input 224x224x3\n    conv3x3 64 /2\n")
+    warning = (f"{path}:2:11: warning: input 224x224x3 reads as 224 channels of 224x3\n"
+               "   2 |     input 224x224x3\n"
+               "     |           ^~~~~~~~~\n"
+               "  hint: input is CxHxW: did you mean 3x224x224?\n")
+    for argv in (["check", str(path)], ["list", str(path)], ["report", str(path)],
+                 ["diff", str(path), str(path), "--plain-b"]):
+        code, out, err = _run(argv, capsys)
+        assert code == 0 and warning in err and "warning:" not in out, argv
+    code, out, err = _run(["check", str(path), "--json"], capsys)
+    assert code == 0 and json.loads(out)[0]["output_shape"] == [64, 111, 1] and err == warning
+    path.write_text("network chw:\n    input 3x224x224\n    conv3x3 64 /2\n    input_like = conv1x1 16\n")
+    assert _run(["check", str(path)], capsys)[2] == ""  # CxHxW: nothing to say

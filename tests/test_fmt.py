@@ -130,6 +130,16 @@ def test_fmt_refuses_what_does_not_parse(tmp_path, capsys):
     assert bad.read_text() == "network n:\n    input 4\n    dense 8 >\n"
 
 
+def test_fmt_leaves_a_stride_glued_to_a_value_alone(tmp_path, capsys):
+    path = tmp_path / "g.arch"
+    text = "network n:\n    input 64x8x8\n    conv1x1 in.c/2\n"
+    path.write_text(text)
+    assert main(["fmt", str(path)]) == 1  # neither `in.c //2` nor `in.c//2`: the author says which
+    err = capsys.readouterr().err
+    assert f"{path}:3:13: error:" in err and "did you mean in.c//2" in err
+    assert path.read_text() == text
+
+
 def test_fmt_refuses_to_change_the_program(tmp_path, capsys, monkeypatch):
     import archlang.formatting as formatting
 

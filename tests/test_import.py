@@ -295,7 +295,7 @@ def test_report_render_and_diff_read_a_python_target_directly(tmp_path, capsys):
     assert python_target("torchvision.models:resnet18")
     assert not python_target("specs/resnets.arch:resnet18") and not python_target("resnets.arch:resnet18")
     assert main(["report", "torchvision.models:resnet18", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    (report,) = json.loads(capsys.readouterr().out)  # a list, as for every file
     reference = models.resnet18(weights=None)
     assert report["params"] == sum(p.numel() for p in reference.parameters()) == 11_689_512
     assert main(["diff", "torchvision.models:resnet18", "specs/resnets.arch:resnet18", "--json"]) == 0

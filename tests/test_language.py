@@ -74,6 +74,25 @@ def test_stride_with_expression():
     assert n.output_shape == (4, 4, 4)
 
 
+@pytest.mark.parametrize(("args", "column", "shown"), [
+    ("in.c/2", 13, "in.c//2 (half the channels) or in.c /2 (stride 2)"),
+    ("(in.c*2)/ s", 13, "(in.c*2)//s ((in.c*2) divided by s) or (in.c*2) /s (stride s)"),
+    ("8 groups=in.c/4", 15, "groups=in.c//4 (the channels divided by 4) or groups=in.c /4 (stride 4)"),
+])
+def test_a_stride_glued_to_a_value_is_an_error_naming_both_readings(args, column, shown):
+    with pytest.raises(ArchError) as info:
+        archlang.compile(f"network n(s=2):\n    input 16x8x8\n    conv1x1 {args}\n", "t.arch")
+    assert "'/' right after a value is ambiguous" in info.value.message
+    assert info.value.hint == f"did you mean {shown}?"
+    assert (info.value.line, info.value.column) == (3, column)
+
+
+def test_the_two_readings_of_a_glued_stride_and_a_stride_after_the_op_name():
+    assert net("conv1x1 in.c//2").output_shape == (8, 8, 8)
+    assert net("conv1x1 in.c /2").output_shape == (16, 4, 4)
+    assert net("maxpool2x2/2 > conv3x3/1 same").output_shape == (16, 4, 4)  # glued to the name: a stride
+
+
 def test_same_padding_is_ceil_division():
     for size, stride in ((224, 2), (7, 2), (9, 3), (10, 4)):
         n = net(f"conv3x3 /{stride} same", f"1x{size}x{size}")

@@ -145,10 +145,38 @@ def test_diff_against_the_plain_twin():
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["params"] == [21_797_672, 21_623_848]
+    blocks = [f"layer{i}.{j}" for i, n in enumerate((3, 4, 6, 3), 1) for j in range(n)]
     changed = [r["name"] for r in data["rows"] if r["changed"]]
-    assert changed == ["layer2.0", "layer3.0", "layer4.0"]
+    assert changed == blocks  # every basic block lost its skip, not only the 3 with a Ws
+    assert {r["structure"] for r in data["rows"] if r["changed"]} == {"skip removed"}
     row = next(r for r in data["rows"] if r["name"] == "layer2.0")
     assert row["a"]["params"] - row["b"]["params"] == 64 * 128 + 2 * 128  # the Ws conv and its BN
+    assert (row["a"]["skips"], row["b"]["skips"]) == (1, 0)
+    row = next(r for r in data["rows"] if r["name"] == "layer1.0")
+    assert row["a"]["params"] == row["b"]["params"] and row["a"]["macs"] == row["b"]["macs"]
+
+
+def test_diff_plain_b_shows_the_skips_removed_from_each_block():
+    text = archc("diff", "specs/resnet34.arch", "specs/resnet34.arch", "--plain-b", "--depth", "1").stdout
+    assert "4 of 7 rows differ (depth 1)" in text
+    assert "layer1  basic ×3  (3 skips removed)" in text
+    assert "layer3  basic ×6 [Ws] → basic ×6  (6 skips removed)" in text
+
+
+def test_diff_set_a_and_set_b_apply_to_one_side_each(tmp_path):
+    path = tmp_path / "w.arch"
+    path.write_text("network w(k=8, classes=10):\n    input 16x8x8\n    s = conv3x3 16*k\n"
+                    "    head = gap > dense classes\n")
+    proc = archc("diff", str(path), str(path), "--set-a", "k=8", "--set-b", "k=10", "--set", "classes=5",
+                 "--json", "--depth", "1")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    conv = [16 * 16 * 9 * k + 16 * k for k in (8, 10)]  # weights and biases: nothing absorbs them
+    dense = [16 * k * 5 + 5 for k in (8, 10)]
+    assert data["params"] == [conv[0] + dense[0], conv[1] + dense[1]]
+    assert data["a"].endswith(", classes=5, k=8)") and data["b"].endswith(", classes=5, k=10)")
+    same = archc("diff", str(path), str(path), "--set", "k=10", "--json")  # classes=10, the default
+    assert json.loads(same.stdout)["params"] == [conv[1] + 16 * 10 * 10 + 10] * 2
 
 
 def test_diff_aligns_different_depths_of_network():
@@ -196,14 +224,29 @@ def test_build_writes_the_report(tmp_path):
 
 
 def test_json_report_validates_against_the_published_schema(golden):
-    from archlang.backends.report_schema import json_schema, validate
+    from archlang.backends.report_schema import json_schema, validate, validate_network
 
     golden(ROOT / "docs" / "report.schema.json", json_schema())
     for path in sorted(SPECS.glob("*.arch")):
+        names = []
         for net in archlang.compile_file(path):
+            names.append(net.name)
             for depth in (None, 1):
-                validate(json.loads(net.report(depth).to_json()))
+                validate_network(json.loads(net.report(depth).to_json()))
+        printed = archc("report", str(path), "--json", "--depth", "1")
+        assert [r.network for r in validate(json.loads(printed.stdout))] == names
     bad = json.loads(archlang.compile_file(SPECS / "lenet5.arch")["lenet5"].report().to_json())
     bad["layers"][1]["macs"] = -1
     with pytest.raises(ValueError, match="macs"):
-        validate(bad)
+        validate_network(bad)
+    with pytest.raises(ValueError):
+        validate(json.loads(archlang.compile_file(SPECS / "lenet5.arch")["lenet5"].report().to_json()))
+
+
+def test_report_json_is_a_list_for_one_network_as_for_several():
+    one = archc("report", "specs/lenet5.arch", "--json")
+    assert one.returncode == 0
+    (report,) = json.loads(one.stdout)
+    assert report["network"] == "lenet5" and report["macs"] == 416_520
+    checked = json.loads(archc("check", "specs/lenet5.arch", "--json").stdout)
+    assert [r["name"] for r in checked] == [report["network"]]

@@ -591,7 +591,7 @@ class _StagedEmitter:
         return lines, names
 
     def call(self, scope: Scope, ctx: _Ctx) -> tuple[str, frozenset[str]]:
-        body = self.stager.body(scope, Stager.tail_absorbed(ctx.ir, scope, ctx.tail))
+        body = self.stager.body(scope, self.stager.tail_absorbed(ctx.ir, scope, ctx.tail))
         dc = self.def_class(body)
         info = scope.call
         args: list[str] = []

@@ -47,6 +47,7 @@ class Row:
     layers: int = 0
     parts: dict[str, int] = field(default_factory=dict)  # MACs by named part (attention's matmuls)
     saved: int | None = None  # bytes kept for backward in a training step (a report with a TrainingSetup)
+    skips: int = 0  # `skip` branches of sums in a block (a plain twin has none): its structure
 
     @property
     def marks(self) -> str:
@@ -79,7 +80,8 @@ class Row:
     def to_dict(self) -> dict[str, Any]:
         row = {"name": self.name, "op": self.op, "kind": self.kind, "shape": list(self.shape),
                "params": self.params, "buffers": self.buffers, "macs": self.macs, "other_ops": self.other_ops,
-               "activation_bytes": self.activation_bytes, "ws": self.ws, "pad": self.pad, "layers": self.layers}
+               "activation_bytes": self.activation_bytes, "ws": self.ws, "pad": self.pad, "layers": self.layers,
+               "skips": self.skips}
         if self.parts:
             row["parts"] = dict(self.parts)
         if self.saved is not None:
@@ -293,6 +295,11 @@ def build_report(ir: NetworkIR, depth: int | None = None, training: TrainingSetu
     for key, row in rows.items():
         if row.kind == "block":
             row.op = describe_block(scopes[key]) if key in scopes else f"{row.layers} layers"
+    if depth is not None:  # a block counts the skips of its sums (those of a layer row's sum show as the row)
+        for path, scope in scopes.items():
+            key = ".".join(path.split(".")[:depth])
+            if scope.skips and key in rows and rows[key].kind == "block":
+                rows[key].skips += scope.skips
     total.shape = ir.output.shape.dims
     def blocks(nodes):
         return list(dict.fromkeys(n.path.rsplit(".", 1)[0] if "." in n.path else "" for n in nodes))
@@ -327,8 +334,17 @@ class DiffRow:
     def changed(self) -> bool:
         if self.a is None or self.b is None:
             return True
-        return (self.a.shape, self.a.params, self.a.macs, self.a.op, self.a.marks) != (
-            self.b.shape, self.b.params, self.b.macs, self.b.op, self.b.marks)
+        return (self.a.shape, self.a.params, self.a.macs, self.a.op, self.a.marks, self.a.skips) != (
+            self.b.shape, self.b.params, self.b.macs, self.b.op, self.b.marks, self.b.skips)
+
+    @property
+    def structure(self) -> str | None:
+        """`skip removed`, `2 skips added`: how the block's sums changed, where they did."""
+        if self.a is None or self.b is None or self.a.skips == self.b.skips:
+            return None
+        n = abs(self.b.skips - self.a.skips)
+        return f"{n if n > 1 else ''}{' ' if n > 1 else ''}skip{'s' * (n > 1)} " \
+               f"{'removed' if self.b.skips < self.a.skips else 'added'}"
 
 
 def diff_reports(a: Report, b: Report) -> list[DiffRow]:
@@ -348,8 +364,8 @@ def diff_reports(a: Report, b: Report) -> list[DiffRow]:
 
 def diff_dict(a: Report, b: Report, label_a: str, label_b: str) -> dict[str, Any]:
     """`archc diff --json`: the aligned rows (unchanged ones included) and the totals."""
-    rows = [{"name": r.name, "changed": r.changed, "a": r.a and r.a.to_dict(), "b": r.b and r.b.to_dict()}
-            for r in diff_reports(a, b)]
+    rows = [{"name": r.name, "changed": r.changed, "structure": r.structure, "a": r.a and r.a.to_dict(),
+             "b": r.b and r.b.to_dict()} for r in diff_reports(a, b)]
     return {"a": label_a, "b": label_b, "depth": a.depth, "rows": rows,
             "params": [a.total.params, b.total.params], "macs": [a.total.macs, b.total.macs]}
 
@@ -360,7 +376,8 @@ def diff_text(a: Report, b: Report, label_a: str, label_b: str, show_all: bool =
     header = ["block", "op A → B", "output A → B", "params A → B", "Δ params", "MACs A → B", "Δ MACs"]
     body = []
     for r in shown:
-        body.append([r.name, _arrow(r.a and _op(r.a), r.b and _op(r.b)),
+        op = _arrow(r.a and _op(r.a), r.b and _op(r.b))
+        body.append([r.name, f"{op}  ({r.structure})" if r.structure else op,
                      _arrow(r.a and _shape(r.a.shape), r.b and _shape(r.b.shape)),
                      _arrow(r.a and f"{r.a.params:,}", r.b and f"{r.b.params:,}"),
                      _delta(r.a and r.a.params, r.b and r.b.params),

@@ -1,5 +1,6 @@
-"""The schema of `archc report --json` (one object per network): pydantic models, the JSON
-Schema published as docs/report.schema.json, and a validator for outside readers.
+"""The schema of `archc report --json` (a list, one object per network; `archc build` writes one
+network's object to <network>.json): pydantic models, the JSON Schema published as
+docs/report.schema.json, and validators for outside readers.
 
 Only this module imports pydantic for the report; the report itself is built without it."""
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, RootModel
 
 
 class _Strict(BaseModel):
@@ -31,6 +32,8 @@ class LayerRow(_Strict):
     ws: bool = Field(description="an inserted Ws projection, or a block holding one")
     pad: bool = Field(description="an inserted zero-pad shortcut, or a block holding one")
     layers: NonNegativeInt = Field(description="IR nodes the row sums (0 for the input)")
+    skips: NonNegativeInt = Field(
+        description="`skip` branches of the sums inside a block (0 for a layer; a plain twin's blocks have none)")
     parts: dict[str, NonNegativeInt] | None = Field(
         None, description="the row's MACs by named part, where an op states them (attention: q, k, v "
                           "projections, q·kᵀ, attention·v, output projection); absent otherwise")
@@ -91,14 +94,23 @@ class NetworkReport(_Strict):
         default=None, description="present with --batch, --dtype or --optimizer: the memory of one training step")
 
 
+Reports = RootModel[list[NetworkReport]]
+
+
 def json_schema() -> str:
-    """The text of docs/report.schema.json."""
-    schema = NetworkReport.model_json_schema()
+    """The text of docs/report.schema.json: the list `archc report --json` prints; its items (and
+    the <network>.json files of `archc build`) are `#/$defs/NetworkReport`."""
+    schema = Reports.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "archc report --json (one network)"
+    schema["title"] = "archc report --json (a list, one report per network)"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
-def validate(data: dict) -> NetworkReport:
-    """Checks one network's report (as `Report.to_dict()` or parsed `--json` output)."""
+def validate(data: list) -> list[NetworkReport]:
+    """Checks the output of `archc report --json`: a list of network reports."""
+    return Reports.model_validate(data).root
+
+
+def validate_network(data: dict) -> NetworkReport:
+    """Checks one network's report (`Report.to_dict()`, an item of the list, or build's <network>.json)."""
     return NetworkReport.model_validate(data)

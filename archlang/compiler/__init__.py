@@ -16,7 +16,7 @@ from archlang.compiler.passes import run_passes
 from archlang.compiler.resolve import check_names
 from archlang.compiler.staging import Origin
 from archlang.compiler.values import MAX_VALUE, Env, evaluate
-from archlang.errors import ArchError, did_you_mean, whole_file
+from archlang.errors import ArchError, ArchWarning, Note, did_you_mean, whole_file
 from archlang.frontend import ast
 
 RECURSION_LIMIT = 20_000
@@ -99,13 +99,33 @@ def compile_units(unit: Unit, main_file: str, overrides: dict[str, Any] | None =
     try:
         for net in nets:
             args = _arguments(net, unit, {k: v for k, v in overrides.items() if k in {p.name for p in net.params}})
-            ir = run_passes(Elaborator(net, unit, args, plain=plain).run())
+            warning = input_layout_warning(net)
+            try:
+                ir = run_passes(Elaborator(net, unit, args, plain=plain).run())
+            except ArchError as err:  # what went wrong may well be the input's layout
+                if warning is not None:
+                    err.notes.append(Note(f"{warning.message}; {warning.hint}", warning.span))
+                raise
+            if warning is not None:
+                ir.warnings.append(warning)
             ir.origin = Origin(net, unit, frozenset(k for k in overrides if k in args), plain)
             result[net.name] = ir
         check_names(unit)  # names in code no network expanded: uncalled defs, ×0 repeats
     finally:
         sys.setrecursionlimit(old)
     return result
+
+
+def input_layout_warning(net: ast.Network) -> ArchWarning | None:
+    """`input 224x224x3` is an image written HxWxC: archlang reads C×H×W, so it would be 224
+    channels of 224x3.  Warned when the last dimension is 1 or 3 and the first two are large."""
+    if len(net.input_shape) != 3:
+        return None
+    c, h, w = net.input_shape
+    if w not in (1, 3) or min(c, h) < 16:
+        return None
+    return ArchWarning(f"input {c}x{h}x{w} reads as {c} channels of {h}x{w}", net.input_span,
+                       hint=f"input is CxHxW: did you mean {w}x{c}x{h}?")
 
 
 def load_source(text: str, filename: str = "<string>", base: Path | None = None) -> Unit:

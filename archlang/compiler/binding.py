@@ -8,7 +8,7 @@ from typing import Any
 
 from archlang.compiler.ops import ArgError, OpSpec, arg_keys
 from archlang.compiler.symbolic import Sym, Unstageable
-from archlang.compiler.values import Env, evaluate, is_flag_word
+from archlang.compiler.values import Env, evaluate, is_flag_word, repeat_hint
 from archlang.errors import ArchError, Span, did_you_mean
 from archlang.frontend import ast
 
@@ -22,7 +22,7 @@ class _OpTarget:
     def flag(self, arg: ast.Positional, env: Env) -> tuple[str, Any]:
         word = arg.value.name
         if word not in self.spec.flags:
-            hint = did_you_mean(word, [*self.spec.flags, *env.values])
+            hint = repeat_hint(word, arg.span) or did_you_mean(word, [*self.spec.flags, *env.values])
             flags = ", ".join(self.spec.flags) if self.spec.flags else "none"
             raise ArchError(f"'{word}' is neither a parameter in scope nor a flag of {self.name}",
                             arg.span, hint=hint or f"flags of {self.name}: {flags}")
@@ -67,7 +67,8 @@ class _DefTarget:
     def flag(self, arg: ast.Positional, env: Env) -> tuple[str, Any]:
         word = arg.value.name
         raise ArchError(f"unknown name '{word}'", arg.span,
-                        hint=did_you_mean(word, env.values) or f"a def takes values, not flags: {self.signature}")
+                        hint=repeat_hint(word, arg.span) or did_you_mean(word, env.values)
+                        or f"a def takes values, not flags: {self.signature}")
 
     def too_many(self, arg: ast.Arg) -> ArchError:
         return ArchError(f"too many arguments for {self.signature}", arg.span)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from archlang.errors import Span
+from archlang.errors import ArchWarning, Span
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -266,6 +266,7 @@ class NetworkIR:
     settings: dict[str, str]  # file-level settings of the network's file
     nodes: list[Node] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[ArchWarning] = field(default_factory=list)  # likely slips that still compile
     output_id: int | None = None  # set when elaboration ends
     class_name: str = ""  # the generated module's class, from the naming pass
     parameter_names: dict[str, str] = field(default_factory=dict)  # argument → its Python name, likewise

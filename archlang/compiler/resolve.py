@@ -21,6 +21,7 @@ from archlang.compiler.loader import Unit
 from archlang.compiler.lowering.shortcuts import SKIP_POLICIES
 from archlang.compiler.lowering.sugar import SUGAR
 from archlang.compiler.ops.sampling import synonym_hint
+from archlang.compiler.values import repeat_hint
 from archlang.errors import ArchError, did_you_mean
 from archlang.frontend import ast
 
@@ -146,7 +147,8 @@ class _Scope:
             if word is not None:
                 if word not in spec.flags:
                     flags = ", ".join(spec.flags) if spec.flags else "none"
-                    hint = did_you_mean(word, [*spec.flags, *self.names]) or f"flags of {c.name}: {flags}"
+                    hint = repeat_hint(word, arg.span) or did_you_mean(word, [*spec.flags, *self.names]) \
+                        or f"flags of {c.name}: {flags}"
                     raise ArchError(f"'{word}' is neither a parameter in scope nor a flag of {c.name}", arg.span,
                                     hint=hint)
                 continue
@@ -164,7 +166,8 @@ class _Scope:
             word = self._bare(arg)
             if word is not None:
                 raise ArchError(f"unknown name '{word}'", arg.span,
-                                hint=did_you_mean(word, self.names) or f"a def takes values, not flags: {signature}")
+                                hint=repeat_hint(word, arg.span) or did_you_mean(word, self.names)
+                                or f"a def takes values, not flags: {signature}")
             if isinstance(arg, ast.Keyword) and arg.key not in names:
                 raise ArchError(f"{signature} has no parameter '{arg.key}'", arg.span,
                                 hint=did_you_mean(arg.key, names))

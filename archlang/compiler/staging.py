@@ -9,7 +9,7 @@ whose constructor honours the network's.
 - A def's body is elaborated on its own, its parameters and the width (`in_c`) and size
   (`in_h`, `in_w`; `in_f` for a vector) of its input as leaves.  Its class differs by what
   its context decides: the input's layout, the network's settings, and whether the layer
-  after the call absorbs a bias (`bias=auto` on the def's last conv).
+  after the call absorbs a bias (`bias=auto` on the convs that reach the def's output).
 
 Anything whose structure would depend on a value raises Unstageable; the backend then
 writes the module specialised to the compiled values, as before."""
@@ -17,13 +17,13 @@ writes the module specialised to the compiled values, as before."""
 from __future__ import annotations
 
 import keyword
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from archlang.compiler.elaborate import Elaborator
 from archlang.compiler.ir import Layout, NetworkIR, Scope, TensorType
 from archlang.compiler.ops import REGISTRY
-from archlang.compiler.passes.bias import resolve_bias
+from archlang.compiler.passes.bias import ir_absorbed, resolve_bias
 from archlang.compiler.passes.hoist import hoist
 from archlang.compiler.passes.lint import lint
 from archlang.compiler.passes.naming import CODE_NAMES, helper_classes, name_blocks
@@ -92,7 +92,7 @@ def python_names(names: list[str], reserved: set[str]) -> dict[str, str]:
     return out
 
 
-def _run_passes(ir: NetworkIR, root_may_list: bool) -> NetworkIR:
+def _run_passes(ir: NetworkIR, root_may_list: bool, tail: bool = False) -> NetworkIR:
     for node in ir.nodes:
         if any(node.attrs.get("optional", {}).values()):
             after = ir.consumers(node.id)
@@ -102,7 +102,15 @@ def _run_passes(ir: NetworkIR, root_may_list: bool) -> NetworkIR:
                     any(ir.nodes[i].attrs.get("bias") == "auto" for i in skipped):
                 # the layer after the sum absorbs the bias only where the skip is dropped
                 raise Unstageable("`bias=auto` before a `skip optional` whose fit depends on a value")
-    resolve_bias(ir)
+    # further up, a bias may reach a bn through the optional sum and through another path: it is
+    # absorbed (or not) alike whether the skip is there or dropped, or the classes cannot follow
+    optional = {(n.inputs[k], n.id) for n in ir.nodes for k, fit in n.attrs.get("optional", {}).items() if fit}
+    auto = [n.id for n in ir.nodes if n.attrs.get("bias") == "auto"]
+    if optional and auto:
+        there, dropped = ir_absorbed(ir, tail), ir_absorbed(ir, tail, ignoring=optional)
+        if any(there[i] != dropped[i] for i in auto):
+            raise Unstageable("`bias=auto` before a `skip optional` whose fit depends on a value")
+    resolve_bias(ir, tail)
     hoist(ir)
     name_blocks(ir, root_may_list)
     lint(ir)
@@ -119,6 +127,7 @@ class Stager:
         self.origin: Origin = ir.origin
         self.bodies: dict[tuple, DefBody] = {}
         self.reserved = _INIT_NAMES | helper_classes()
+        self._absorbed: dict[tuple[int, bool], tuple[NetworkIR, dict[int, bool]]] = {}
 
     def network(self) -> tuple[NetworkIR, list[Param]]:
         net, unit = self.origin.net, self.origin.unit
@@ -155,24 +164,20 @@ class Stager:
                                  for n, v in zip(inputs, concrete(inp.dims), strict=True)), inp.layout)
         el = Elaborator(None, home, {}, plain=self.origin.plain, staged=True)
         ir = el.run_def(d, home, leaves, shape, dict(info.settings))
-        out = ir.output
-        if tail_absorbed and out.attrs.get("bias") == "auto":
-            ir.replace([replace(out, attrs={**out.attrs, "bias": False})])
-        _run_passes(ir, True)
+        _run_passes(ir, True, tail_absorbed)
         params = [(py[p.name], p.name, p.default.value if isinstance(p.default, ast.Num) else NO_DEFAULT)
                   for p in d.params]
         body = DefBody(d.name, ir, params, inputs, key)
         self.bodies[key] = body
         return body
 
-    @staticmethod
-    def tail_absorbed(ir: NetworkIR, scope: Scope, outer: bool) -> bool:
+    def tail_absorbed(self, ir: NetworkIR, scope: Scope, outer: bool) -> bool:
         """Whether the layer after block `scope` of `ir` absorbs a bias (`outer`: whether the
         one after `ir` itself does, for a block that ends it)."""
         _, last = scope.boundary()
         if last is None:
             return False
-        if last == ir.output.id:
-            return outer
-        consumers = ir.consumers(last)
-        return len(consumers) == 1 and REGISTRY[consumers[0].op].absorbs_bias
+        key = (id(ir), outer)
+        if key not in self._absorbed:  # one walk of each IR serves all of its calls
+            self._absorbed[key] = (ir, ir_absorbed(ir, outer))
+        return self._absorbed[key][1][last]

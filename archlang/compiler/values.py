@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ from archlang.compiler import symbolic
 from archlang.compiler.ir import Layout, TensorType
 from archlang.compiler.loader import DEFAULT_SETTINGS, Unit
 from archlang.compiler.symbolic import Sym, Unstageable, concrete
-from archlang.errors import ArchError, Span, did_you_mean
+from archlang.errors import ArchError, Span, did_you_mean, source_line
 from archlang.frontend import ast
 
 MAX_VALUE = 10**12
@@ -112,6 +113,20 @@ def count(v: ast.Value, env: Env, what: str) -> int:
 def is_flag_word(v: ast.Value, env: Env) -> bool:
     """A bare word that names no value in scope: a flag such as `same`, `nobias`, `bn`."""
     return isinstance(v, ast.Name) and v.name not in env.values
+
+
+_REPEAT_COUNT = re.compile(r"[ \t]+([0-9]+|\([^()\n]*\))")
+
+
+def repeat_hint(word: str, span: Span) -> str | None:
+    """`did you mean x2 (repeat twice)?` for the word `x` of `conv3x3 16 x 2`: a space split a repeat."""
+    if word != "x":
+        return None
+    count = _REPEAT_COUNT.match(source_line(span.filename, span.line) or "", (span.end_column or 1) - 1)
+    if count is None:
+        return "a repeat is x and its count with no space between: x2, x(n-1)"
+    times = {"1": "once", "2": "twice"}.get(count.group(1), f"{count.group(1)} times")
+    return f"did you mean x{count.group(1)} (repeat {times})?"
 
 
 def _params_hint(env: Env) -> str:

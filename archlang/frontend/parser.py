@@ -4,6 +4,7 @@ translation of lark's parse failures into ArchErrors that read well."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
 from functools import cache
@@ -12,7 +13,7 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from archlang.errors import ArchError, Span, remember_source, whole_file
+from archlang.errors import ArchError, Span, remember_source, source_line, whole_file
 from archlang.frontend import ast
 from archlang.frontend.lexer import Layout, LayoutError
 
@@ -330,23 +331,23 @@ class _ToAst(Transformer):
     @v_args(meta=True)
     def call(self, meta, children):
         name = children[0]
-        return ast.Call(name.value, tuple(children[1:]), self._span(meta), _tok_span(self.filename, name))
+        return ast.Call(name.value, _args(children[1:]), self._span(meta), _tok_span(self.filename, name))
 
     @v_args(meta=True)
     def ref(self, meta, children):
         tok = children[0]
-        return ast.Ref(tok.value[1:], tuple(children[1:]), self._span(meta), _tok_span(self.filename, tok))
+        return ast.Ref(tok.value[1:], _args(children[1:]), self._span(meta), _tok_span(self.filename, tok))
 
     @v_args(meta=True)
     def bracket_call(self, meta, children):
         name = children[0]
         items = tuple(c for c in children[1:] if isinstance(c, ast.BracketItem))
-        args = tuple(c for c in children[1:] if not isinstance(c, ast.BracketItem))
+        args = _args([c for c in children[1:] if not isinstance(c, ast.BracketItem)])
         return ast.BracketCall(name.value, items, args, self._span(meta), _tok_span(self.filename, name))
 
     @v_args(meta=True)
     def bracket_item(self, meta, children):
-        return ast.BracketItem(children[0].value, tuple(children[1:]), self._span(meta))
+        return ast.BracketItem(children[0].value, _args(children[1:]), self._span(meta))
 
     # ---- arguments and values ----
 
@@ -401,6 +402,39 @@ class _ToAst(Transformer):
     def in_attr(self, children):
         tok = children[0]
         return ast.InAttr(tok.value[3:], _tok_span(self.filename, tok))
+
+
+def _args(args) -> tuple:
+    """A call's arguments, refusing a stride glued to the value before it: `in.c/2` reads as
+    `in.c` then stride 2, while its author may well have meant half the channels (`in.c//2`)."""
+    for before, arg in itertools.pairwise(args):
+        if isinstance(arg, ast.Stride) and isinstance(before, ast.Positional | ast.Keyword) \
+                and (before.span.end_line, before.span.end_column) == (arg.span.line, arg.span.column):
+            raise _glued_stride(before, arg)
+    return tuple(args)
+
+
+_HALVES = {"c": "the channels", "h": "the height", "w": "the width"}
+
+
+def _glued_stride(before: ast.Positional | ast.Keyword, stride: ast.Stride) -> ArchError:
+    line = source_line(stride.span.filename, stride.span.line) or ""
+    written = line[before.span.column - 1:before.span.end_column - 1]  # `in.c`, `groups=c`, `(c*2)`
+    prefix = ""
+    if isinstance(before, ast.Keyword):
+        cut = written.index("=") + 1
+        cut += len(written[cut:]) - len(written[cut:].lstrip())
+        prefix, written = written[:cut], written[cut:]
+    right = line[stride.value.span.column - 1:stride.value.span.end_column - 1]
+    value = before.value
+    what = _HALVES.get(value.attr, written) if isinstance(value, ast.InAttr) else written
+    divided = f"half {'of ' * (what == written)}{what}" if right == "2" else f"{what} divided by {right}"
+    span = Span(stride.span.filename, before.span.line, before.span.column, stride.span.end_line,
+                stride.span.end_column)
+    glued = line[before.span.column - 1:stride.span.end_column - 1]
+    return ArchError(f"'/' right after a value is ambiguous: `{glued}` reads as {written} and then stride {right}",
+                     span, hint=f"did you mean {prefix}{written}//{right} ({divided}) or {prefix}{written} /{right} "
+                                f"(stride {right})?")
 
 
 def _constant(v) -> int | float:

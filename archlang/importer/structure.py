@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archlang.compiler import ops
+from archlang.compiler.passes.bias import absorbed
 from archlang.frontend.format import format_source
 from archlang.importer.trace import FNode, Frame, ImportFailure, is_container
 
@@ -156,6 +157,8 @@ class Writer:
         order = {path: i for i, (path, _) in enumerate(root_module.named_modules())}
         self.module_order = order
         self.settings = self._settings()
+        self.absorbed = absorbed([(n.id, n.op, n.users) for n in sorted(nodes, key=lambda n: n.id)],
+                                 {output: False})
         self.defs: list[Def] = []
         self.def_names: set[str] = set()
 
@@ -220,8 +223,7 @@ class Writer:
         if "bias" in args:
             bias = args.pop("bias")
             if "bias" in spec.settings:
-                users = n.users
-                auto = not (len(users) == 1 and ops.REGISTRY[self.nodes[users[0]].op].absorbs_bias)
+                auto = not self.absorbed[n.id]  # what `bias=auto` decides for the text written
             else:
                 auto = spec.args["bias"].default if "bias" in spec.args else True
             if bias != auto:

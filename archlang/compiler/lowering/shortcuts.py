@@ -65,7 +65,7 @@ def lower_skip(el: Elaborator, sk: ast.Call, x: Val, target: TensorType, scope: 
         try:
             out = pad.infer(attrs, [x.shape])
         except ShapeError as err:
-            raise ArchError(str(err), sk.span) from None
+            raise ArchError(str(err), sk.span, hint=_shrunk_hint(x.shape, target, env)) from None
         ws = el.open_scope(ScopeKind.SHORTCUT, sk.span, scope)
         ws.condition, ws.ordinal = condition, ordinal
         ws.label = _named(env)
@@ -86,12 +86,26 @@ def _named(env: Env) -> str | None:
     return "downsample" if env.setting("shortcut_name") == "downsample" else None
 
 
+def _shrunk_hint(x: TensorType, target: TensorType, env: Env) -> str | None:
+    """The commonest slip in a residual block: unpadded convs shrink the other branch, so no
+    stride takes the skip to its size (56x56 to 52x52)."""
+    if x.layout is not Layout.IMAGE or is_symbolic((x.dims, target.dims)):
+        return None
+    if target.h > x.h or target.w > x.w or (target.h, target.w) == (x.h, x.w):
+        return None
+    lost = f"the other branch shrinks {x.h}x{x.w} to {target.h}x{target.w}"
+    if env.setting("padding") == "same":
+        return f"{lost}: a conv or pool there is unpadded (`valid` or padding=0); pad it with `same`"
+    return (f"{lost}: its convs are unpadded (padding = valid is the default); pad them with `same` "
+            f"(conv3x3 {target.c} same), or write `set padding = same` at the top of the file")
+
+
 def _project_image(el: Elaborator, x: Val, target: TensorType, span: Span, ws: Scope, env: Env) -> Val:
     """Ws on images: a 1x1 conv with the stride that fits the sum, no bias, then BN."""
     try:
         stride = ops.subsample_stride(x.shape, target.dims)
     except ShapeError as err:
-        raise ArchError(f"cannot project the skip: {err}", span) from None
+        raise ArchError(f"cannot project the skip: {err}", span, hint=_shrunk_hint(x.shape, target, env)) from None
     given = {"out": target.c, "stride": stride, "padding": 0, "bias": False}
     y = el.apply(ops.REGISTRY["conv"], (1, 1), given, x, span, ws, env, role=Role.PROJECTION)
     return el.apply(ops.REGISTRY["bn"], None, {}, y, span, ws, env, role=Role.PROJECTION)

@@ -170,6 +170,7 @@ class OpSpec:
     multi_input: bool = False  # joins several tensors (a sum, a concat)
     flatten_input: bool = False  # wants a vector: an image input is flattened first (dense)
     absorbs_bias: bool = False  # normalises away a bias right before it (`bias=auto` drops that bias)
+    passes_bias: bool = False  # hands a constant per channel on unchanged (a sum): `bias=auto` looks past it
     batch_statistics: bool = False  # normalises by batch statistics in training: needs 2+ samples a batch
     view: bool = False  # its output shares its input's memory (reports count no activations)
     main: bool = False  # names a block in short descriptions (`conv1x1 64 > conv3x3 64`)

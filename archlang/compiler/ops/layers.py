@@ -734,7 +734,7 @@ def _add_infer(a, ins) -> TensorType:
 
 
 register(OpSpec(
-    name="_add", family="add", infer=_add_infer, multi_input=True,
+    name="_add", family="add", infer=_add_infer, multi_input=True, passes_bias=True,
     other_ops=lambda a, i, o: o.numel * (len(i) - 1),
     emit=Emit(call=lambda args, a: " + ".join(args),
               torch_types=("operator.add", "operator.iadd", "torch.add", "Tensor.add"), read=lambda site: {}),
@@ -805,7 +805,7 @@ def _concat_read(site) -> dict:
 
 
 register(OpSpec(
-    name="_concat", family="cat", infer=_concat_infer, multi_input=True,
+    name="_concat", family="cat", infer=_concat_infer, multi_input=True, passes_bias=True,
     emit=Emit(call=lambda args, a: f"torch.cat([{', '.join(args)}], dim={a.get('dim', 1)})", imports=("torch",),
               torch_types=("torch.cat", "torch.concat"), read=_concat_read),
     draw=Draw(text="concat", compact=True),

@@ -1,6 +1,6 @@
 """The passes that finish an elaborated NetworkIR, run in this order by `run_passes`:
 
-1. bias      resolve `bias=auto` (no bias right before a layer that normalises it away)
+1. bias      resolve `bias=auto` (no bias where a layer after it normalises it away, through sums)
 2. hoist     flatten the nesting a person would not write (a lone def call takes its block's place)
 3. naming    give every block and node its one qualified name, and the network its class name
 4. lint      check the graph's invariants

@@ -18,7 +18,7 @@ class Branch(nn.Module):
         self.conv1 = nn.Conv2d(in_c, 4 * growth, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(4 * growth)
         self.relu2 = nn.ReLU()
-        self.conv2 = nn.Conv2d(4 * growth, growth, 3, padding=1)
+        self.conv2 = nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False)
 
     def forward(self, x):
         x = self.bn1(x)  # in_c x in_h x in_w
