@@ -217,12 +217,12 @@ def test_cli_prints_the_section_and_the_json_fields_without_torch():
 
 
 def test_training_json_validates_against_the_schema():
-    from archlang.backends.report_schema import validate
+    from archlang.backends.report_schema import validate_network
 
     for file, name in [("lenet5.arch", "lenet5"), ("googlenet.arch", "googlenet")]:
         net = archlang.compile_file(SPECS / file)[name]
         for depth in (None, 2):
-            validate(json.loads(net.report(depth, batch=4, dtype="fp16", optimizer="momentum").to_json()))
+            validate_network(json.loads(net.report(depth, batch=4, dtype="fp16", optimizer="momentum").to_json()))
 
 
 def test_bad_training_options_are_refused():

@@ -159,7 +159,7 @@ def test_diff_against_the_plain_twin():
 def test_diff_plain_b_shows_the_skips_removed_from_each_block():
     text = archc("diff", "specs/resnet34.arch", "specs/resnet34.arch", "--plain-b", "--depth", "1").stdout
     assert "4 of 7 rows differ (depth 1)" in text
-    assert "layer1  basic ×3  (3 skips removed)" in text
+    assert "layer1  basic 64 ×3  (3 skips removed)" in text
     assert "layer3  basic ×6 [Ws] → basic ×6  (6 skips removed)" in text
 
 
