@@ -131,7 +131,7 @@ def test_run_errors(tiny, tmp_path, capsys):
     assert main(["train", str(tiny), "--resume", "--lr", "0.1", "--out", str(tmp_path / "r")]) == 1
     assert "was started with --lr 0.001" in capsys.readouterr().err
     assert main(["train", str(tiny), "--resume", "--epochs", "1", "--out", str(tmp_path / "r")]) == 0
-    assert "already trained 1 epochs" in capsys.readouterr().out
+    assert "is complete: it has trained its 1 epoch (--epochs 1 asks for no more)" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_:
         main(["train", str(tiny), "--epochs", "0"])
     assert exit_.value.code == 2
@@ -228,3 +228,188 @@ def test_a_full_disk_while_saving_is_an_error_not_a_traceback(tiny, tmp_path, ca
     assert main(["train", str(tiny), "--epochs", "1", "--data", "synthetic", "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
     assert "archc: error: cannot write" in err and "No space left on device" in err and "Traceback" not in err
+
+
+# ---- resuming keeps the run's length; what an interrupted or finished run leaves ----
+
+def _sigint_when(monkeypatch, predicate) -> None:
+    """Sends this process a Ctrl-C when the run prints a line for which `predicate` holds
+    (the loop's handler then stops the run after the current step, as at a terminal)."""
+    import os
+
+    from archlang.train.progress import Progress
+
+    line = Progress.line
+
+    def line_then_stop(self, text):
+        line(self, text)
+        if predicate(text):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Progress, "line", line_then_stop)
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_resume_keeps_the_runs_epochs_and_a_finished_run_says_so(tiny, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _sigint_when(patch, lambda text: text.startswith("epoch 1/3"))
+        assert main(["train", str(tiny), "--epochs", "3", "--out", str(run)]) == 130
+    err = capsys.readouterr().err
+    assert "stopped at the end of epoch 1" in err and "continue with --resume" in err
+    m = _metrics(run)
+    assert m["status"] == "interrupted" and len(m["epochs"]) == 1
+    assert m["weights"]["model.pt"] == {"epoch": 1, "holds": "the last weights"}
+
+    # the hint's command, as printed: the run goes on to its own 3 epochs, not the default 20
+    assert main(["train", str(tiny), "--resume", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny: 3 epochs, 69 steps" in out
+    assert _metrics(run)["status"] == "complete" and _metrics(run)["steps"] == 3 * 23
+
+    # a finished run resumed as it was: complete, nothing trained, exit 0
+    assert main(["train", str(tiny), "--resume", "--out", str(run)]) == 0
+    said = capsys.readouterr().out
+    assert f"the run in {run}/ is complete: it has trained its 3 epochs" in said
+    assert "resume it with a larger --epochs" in said and _metrics(run)["steps"] == 3 * 23
+
+    # a larger --epochs goes on, and is the run's length from then on
+    assert main(["train", str(tiny), "--resume", "--epochs", "4", "--out", str(run)]) == 0
+    assert _metrics(run)["steps"] == 4 * 23 and len(_metrics(run)["epochs"]) == 4
+    capsys.readouterr()
+    assert main(["train", str(tiny), "--resume", "--out", str(run)]) == 0
+    assert "it has trained its 4 epochs" in capsys.readouterr().out
+
+
+def test_fewer_epochs_than_trained_mid_epoch_is_an_error(tiny, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:  # stop in epoch 2, after its 10th step (the log line of step 10)
+        from archlang.train.progress import Progress
+
+        step = Progress.step
+
+        def step_then_stop(self, epoch, done, *rest):
+            step(self, epoch, done, *rest)
+            if (epoch, done) == (1, 10):
+                import os
+
+                os.kill(os.getpid(), signal.SIGINT)
+
+        patch.setattr(Progress, "step", step_then_stop)
+        assert main(["train", str(tiny), "--epochs", "3", "--out", str(run)]) == 130
+    assert "stopped at epoch 2, step 10" in capsys.readouterr().err
+    m = _metrics(run)
+    assert m["status"] == "interrupted"
+    assert m["weights"]["model.pt"] == {"epoch": 2, "step": 10, "holds": "the last weights, saved mid-epoch"}
+    assert main(["train", str(tiny), "--resume", "--epochs", "1", "--out", str(run)]) == 1
+    assert "has already trained 1 epoch and 10 steps of the next; pass at least --epochs 2" in capsys.readouterr().err
+
+
+def test_a_second_ctrl_c_leaves_the_status_interrupted(tiny, tmp_path, capsys, monkeypatch):
+    from archlang.train import loop
+
+    calls = []
+    evaluate = loop.Trainer.evaluate
+
+    def evaluate_then_abort(self, model, autocast):
+        calls.append(1)
+        if len(calls) == 2:  # as a second Ctrl-C does: KeyboardInterrupt out of the loop
+            raise KeyboardInterrupt
+        return evaluate(self, model, autocast)
+
+    monkeypatch.setattr(loop.Trainer, "evaluate", evaluate_then_abort)
+    assert main(["train", str(tiny), "--epochs", "3", "--out", str(tmp_path / "r")]) == 130
+    assert "holds the last saved state" in capsys.readouterr().err
+    m = _metrics(tmp_path / "r")
+    assert m["status"] == "interrupted" and len(m["epochs"]) == 1
+
+
+def _accuracy(net, weights: Path, data) -> float:
+    module = net.to_torch()
+    module.load_state_dict(torch.load(weights, weights_only=True))
+    with torch.no_grad():
+        return (module.eval()(data.val_x).argmax(1) == data.val_y).float().mean().item()
+
+
+def test_model_pt_is_the_last_epoch_and_best_pt_the_best(tiny, tmp_path, capsys):
+    run = tmp_path / "run"
+    # a rate too high for this network: validation accuracy goes up and down, so best != last
+    assert main(["train", str(tiny), "--epochs", "5", "--optimizer", "sgd", "--lr", "0.8", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    m = _metrics(run)
+    accs = [r["val_acc"] for r in m["epochs"]]
+    best = accs.index(max(accs)) + 1
+    assert best != 5, accs  # the case this test is about
+    assert m["best_epoch"] == best
+    assert m["weights"]["model.pt"] == {"epoch": 5, "holds": "the last weights"}
+    assert m["weights"]["best.pt"]["epoch"] == best and m["weights"]["best.pt"]["val_acc"] == max(accs)
+    assert f"model.pt (the last weights, epoch 5), best.pt (the best validation accuracy, epoch {best})" in out
+    # the files hold what metrics.json says: evaluated again here, from the files alone
+    net = archlang.compile_file(tiny)["tiny"]
+    data = train_data.load("digits", (1, 8, 8), 10)
+    assert _accuracy(net, run / "model.pt", data) == pytest.approx(accs[-1], abs=1e-6)
+    assert _accuracy(net, run / "best.pt", data) == pytest.approx(max(accs), abs=1e-6)
+
+
+def test_one_epoch_is_singular(tiny, tmp_path, capsys):
+    assert main(["train", str(tiny), "--epochs", "1", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr()
+    assert "; 1 epoch of 23 steps, batch 64," in out.err
+    assert "tiny: 1 epoch, 23 steps in" in out.out and "1 epochs" not in out.out + out.err
+
+
+class _Stream:
+    def __init__(self, tty: bool):
+        self.text, self._tty = "", tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_progress_draws_a_bar_only_on_a_terminal(tty, monkeypatch):
+    from archlang.train import progress
+
+    monkeypatch.setattr(progress, "LOG_EVERY_S", -1.0)  # a log line at every step
+    stream = _Stream(tty)
+    p = progress.Progress(2, 20, stream=stream)
+    for step in range(1, 21):
+        p.step(0, step, 1.5, 0.25, 1000.0)
+    p.line("epoch 1/2  done")
+    has_bar = "█" in stream.text or "·" in stream.text or "\r" in stream.text or "\033" in stream.text
+    assert has_bar == tty
+    if not tty:
+        assert "epoch 1/2 step 10/20  loss 1.5000  acc  25.0%  1,000 img/s\n" in stream.text
+        assert stream.text.isascii()
+
+
+def test_colour_and_grey_conversions_are_said(tmp_path, tiny, capsys):
+    _image_tree(tmp_path / "colour")  # RGB files with R, G and B apart
+    assert any("in colour and the network takes 1 channel: they are made grey" in n
+               for n in train_data.load(str(tmp_path / "colour"), (1, 8, 8), 2).notes)
+    assert train_data.load(str(tmp_path / "colour"), (3, 8, 8), 2).notes == []
+    for label, value in (("dark", 30), ("light", 220)):  # grey pictures, stored as L and as RGB files
+        (tmp_path / "grey" / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (10, 10), value + i).save(tmp_path / "grey" / label / f"{i}.png")
+            Image.new("RGB", (10, 10), (value,) * 3).save(tmp_path / "grey" / label / f"rgb{i}.png")
+    assert train_data.load(str(tmp_path / "grey"), (1, 8, 8), 2).notes == []
+    assert any("grey and the network takes 3 channels" in n
+               for n in train_data.load(str(tmp_path / "grey"), (3, 8, 8), 2).notes)
+    assert train_data.load("digits", (1, 8, 8), 10).notes == []
+    assert train_data.load("digits", (3, 8, 8), 10).notes == [
+        "digits: the images are grey and the network takes 3 channels: each holds the same grey image"]
+    # and the run says it before training
+    (tmp_path / "two.arch").write_text(TINY.replace("classes=10", "classes=2"))
+    assert main(["train", str(tmp_path / "two.arch"), "--data", str(tmp_path / "colour"), "--epochs", "1",
+                 "--out", str(tmp_path / "r")]) == 0
+    assert f"note: {tmp_path / 'colour'}: the images are in colour" in capsys.readouterr().err
