@@ -413,3 +413,109 @@ def test_colour_and_grey_conversions_are_said(tmp_path, tiny, capsys):
     assert main(["train", str(tmp_path / "two.arch"), "--data", str(tmp_path / "colour"), "--epochs", "1",
                  "--out", str(tmp_path / "r")]) == 0
     assert f"note: {tmp_path / 'colour'}: the images are in colour" in capsys.readouterr().err
+
+
+# ---- optimizers and learning-rate schedules ----
+
+def test_schedules_follow_torchs_own_schedulers():
+    from archlang.train.schedule import learning_rate, milestone_steps
+
+    epochs, steps = 4, 10
+    total = epochs * steps
+    assert milestone_steps("50%,75%", epochs, steps) == [20, 30]
+    assert milestone_steps("2.5, 3", epochs, steps) == [25, 30]
+    for schedule, reference in (
+        ("step", lambda opt: torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[20, 30], gamma=0.1)),
+        ("cosine", lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=0.0)),
+        ("constant", lambda opt: torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0)),
+    ):
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        scheduler = reference(opt)
+        for step in range(total):
+            assert learning_rate(schedule, 0.1, step, total, [20, 30]) == pytest.approx(
+                scheduler.get_last_lr()[0], rel=1e-9, abs=1e-15), (schedule, step)
+            opt.step()
+            scheduler.step()
+    # hand-computed points
+    assert learning_rate("step", 0.1, 19, total, [20, 30]) == 0.1
+    assert learning_rate("step", 0.1, 30, total, [20, 30]) == pytest.approx(0.001)
+    assert learning_rate("cosine", 0.1, 20, total, []) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("50%,abc", "'abc' is not a share of the run"),
+    ("0%", "between 0% and 100%"),
+    ("100%", "between 0% and 100%"),
+    ("-1", "above 0"),
+    ("5,,6", "not a list of milestones"),
+])
+def test_bad_milestones(text, message):
+    from archlang.train.schedule import parse_milestones
+
+    with pytest.raises(ValueError, match=message):
+        parse_milestones(text)
+
+
+def test_milestone_options_on_the_command_line(tiny, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(tiny), "--schedule", "step", "--milestones", "5,x", "--out", str(tmp_path / "a")])
+    assert exit_.value.code == 2 and "--milestones: 'x' is not a share" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(tiny), "--milestones", "50%", "--out", str(tmp_path / "b")])
+    assert exit_.value.code == 2 and "--milestones belongs to --schedule step" in capsys.readouterr().err
+    assert main(["train", str(tiny), "--schedule", "step", "--milestones", "3", "--epochs", "2",
+                 "--out", str(tmp_path / "c")]) == 1
+    assert "epoch 3 is not inside the run's 2 epochs" in capsys.readouterr().err
+
+
+def test_sgd_with_step_decay_as_he_et_al(tiny, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny), "--optimizer", "sgd", "--lr", "0.05", "--schedule", "step", "--epochs", "4",
+                 "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "SGD lr 0.05 momentum 0.9 weight decay 0.0001, lr ÷10 at epochs 2 and 3" in err
+    m = _metrics(run)
+    # the rate of each epoch's last step: the milestones fall at the starts of epochs 3 and 4
+    assert [r["lr"] for r in m["epochs"]] == pytest.approx([0.05, 0.05, 0.005, 0.0005])
+    assert m["settings"]["optimizer"] == "sgd" and m["settings"]["weight_decay"] == 1e-4
+    group = torch.load(run / "checkpoint.pt", weights_only=True)["optimizer"]["param_groups"][0]
+    assert (group["momentum"], group["weight_decay"], group["nesterov"]) == (0.9, 1e-4, False)
+    assert m["epochs"][-1]["train_loss"] < m["epochs"][0]["train_loss"]
+    # a resumed run keeps them: another optimizer is refused
+    assert main(["train", str(tiny), "--resume", "--epochs", "5", "--optimizer", "adamw", "--out", str(run)]) == 1
+    assert "was started with --optimizer sgd" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options", [
+    [],
+    ["--optimizer", "sgd", "--schedule", "step", "--milestones", "1.5,3"],
+    ["--optimizer", "sgd", "--lr", "0.05", "--schedule", "cosine"],
+], ids=["adamw", "sgd-step", "sgd-cosine"])
+def test_a_run_stopped_mid_epoch_resumes_its_schedule_exactly(options, tiny, tmp_path, capsys, monkeypatch):
+    """Stopped in epoch 2 (before the step schedule's first milestone, at step 34 of 92) and
+    resumed: the same losses, learning rates and weights, to the bit, as the run never stopped."""
+    common = ["train", str(tiny), "--epochs", "4", *options]
+    assert main([*common, "--out", str(tmp_path / "whole")]) == 0
+    from archlang.train.progress import Progress
+
+    step = Progress.step
+
+    def step_then_stop(self, epoch, done, *rest):
+        step(self, epoch, done, *rest)
+        if (epoch, done) == (1, 10):
+            import os
+
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Progress, "step", step_then_stop)
+        assert main([*common, "--out", str(tmp_path / "stopped")]) == 130
+    assert main(["train", str(tiny), "--resume", "--out", str(tmp_path / "stopped")]) == 0
+    assert "resuming" in capsys.readouterr().err
+    whole, resumed = _metrics(tmp_path / "whole"), _metrics(tmp_path / "stopped")
+    assert resumed["steps"] == whole["steps"] == 4 * 23
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+        assert [r[key] for r in resumed["epochs"]] == [r[key] for r in whole["epochs"]], key
+    _assert_same_weights(tmp_path / "whole", tmp_path / "stopped")
+    if "step" in options:  # the decay really happened inside the run
+        assert [r["lr"] for r in whole["epochs"]] == pytest.approx([1e-1, 1e-2, 1e-2, 1e-3])
