@@ -46,8 +46,8 @@ def test_a_reduced_comparison_runs_end_to_end(few_digits, tmp_path, capsys):
         # every network trained alike: the same data, seed, optimizer, schedule and steps
         assert m["status"] == "complete" and m["steps"] == 4
         assert {k: m["settings"][k] for k in ("optimizer", "lr", "schedule", "seed", "batch_size")} == {
-            "optimizer": "sgd", "lr": 0.1, "schedule": "step", "seed": 0, "batch_size": 64}
-        assert [r["lr"] for r in m["epochs"]] == pytest.approx([0.1, 0.001])  # ÷10 from steps 2 and 3 of 4
+            "optimizer": "sgd", "lr": 0.05, "schedule": "step", "seed": 0, "batch_size": 64}
+        assert [r["lr"] for r in m["epochs"]] == pytest.approx([0.05, 0.0005])  # ÷10 from steps 2 and 3 of 4
         assert m["arguments"]["n"] == (1 if name.endswith("-8") else 2)
         error = 1 - m["epochs"][-1]["train_acc"]
         assert f"| {name} | {name.split('-')[1]} | {m['params']:,} | {error:.2%} |" in table
