@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test fuzz bench graphviz lint clean docs-images
+.PHONY: demo test fuzz bench graphviz lint clean docs-images degradation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ fuzz: $(STAMP)
 # the benchmark suite: measures on this machine and rewrites docs/benchmarks.md (~3 minutes)
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# He et al.'s degradation experiment on the bundled digits: plain-20/56 against ResNet-20/56 trained
+# alike (docs/degradation.md); rewrites docs/images/degradation.png, the runs go to runs/degradation/
+degradation: $(STAMP)
+	$(PY) -m archlang.train.degradation --out runs/degradation --figure docs/images/degradation.png
 
 # the diagrams embedded in the README
 docs-images: $(STAMP) graphviz

@@ -404,6 +404,16 @@ def _positive(kind):
     return parse
 
 
+def _not_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"'{text}' must be 0 or above")
+    return value
+
+
 def cmd_train(args) -> int:
     from pathlib import Path
 
@@ -418,10 +428,21 @@ def cmd_train(args) -> int:
     except ImportError as err:  # torch itself is missing
         print(f"archc: error: archc train needs PyTorch ({err}): pip install torch", file=sys.stderr)
         return 1
-    given = {k: v for k, v in {"data": args.data, "batch_size": args.batch_size, "lr": args.lr,
-                               "seed": args.seed, "amp": args.amp}.items() if v is not None}
-    settings = Settings(epochs=args.epochs, device=args.device, compile=args.compile, explicit=set(given),
-                        **given)
+    if args.milestones is not None:
+        from archlang.train.schedule import parse_milestones
+
+        if args.schedule != "step":
+            raise _Usage("--milestones belongs to --schedule step")
+        try:
+            parse_milestones(args.milestones)
+        except ValueError as err:
+            raise _Usage(f"--milestones: {err}") from None
+        args.milestones = ",".join(t.strip() for t in args.milestones.split(","))
+    given = {k: v for k, v in {"data": args.data, "epochs": args.epochs, "batch_size": args.batch_size,
+                               "lr": args.lr, "seed": args.seed, "amp": args.amp, "optimizer": args.optimizer,
+                               "weight_decay": args.weight_decay, "schedule": args.schedule,
+                               "milestones": args.milestones}.items() if v is not None}
+    settings = Settings(device=args.device, compile=args.compile, explicit=set(given), **given)
     out = Path(args.out) if args.out else Path("runs") / net.name
     try:
         return run(net, settings, out, args.resume, args.nproc)
@@ -606,19 +627,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = _subcommand(sub, "train", cmd_train, "train a network (digits, an image folder, or synthetic data)",
-                    "Compile FILE and train its network with AdamW and cross-entropy: a progress line per "
-                    "epoch, then RUN/metrics.json, RUN/metrics.png, the weights RUN/model.pt, the module "
-                    "RUN/<network>.py and RUN/checkpoint.pt (every epoch, and on Ctrl-C). --resume continues "
-                    "a run exactly where it stopped. --nproc P trains with P processes (DDP through "
-                    "torch.distributed.run: gloo on CPU, nccl on GPU). Needs torch and the `train` extra "
+                    "Compile FILE and train its network with cross-entropy (AdamW, or SGD with momentum; a "
+                    "constant, step or cosine learning rate): a progress line per epoch, then RUN/metrics.json, "
+                    "RUN/metrics.png, the last weights RUN/model.pt and the best epoch's RUN/best.pt, the "
+                    "module RUN/<network>.py and RUN/checkpoint.pt (every epoch, and on Ctrl-C). --resume "
+                    "continues a run exactly where it stopped, with its settings and epochs. --nproc P trains "
+                    "with P processes (DDP through torch.distributed.run: gloo on CPU, nccl on GPU). Needs torch "
+                    "and the `train` extra "
                     "(scikit-learn, Pillow, matplotlib).",
                     "archc train specs/lenet5.arch --epochs 20")
     p.add_argument("--data", metavar="SRC",
                    help="digits (scikit-learn's 1,797 handwritten digits, the default), synthetic (random, for "
                         "speed tests), or a folder of class folders (or of train/ and val/ holding them)")
-    p.add_argument("--epochs", type=_positive(int), default=20, metavar="E", help="epochs to train (default: 20)")
+    p.add_argument("--epochs", type=_positive(int), metavar="E",
+                   help="epochs to train (default: 20; on --resume, the run's own)")
     p.add_argument("--batch-size", type=_positive(int), metavar="B", help="images per step and process (default: 64)")
-    p.add_argument("--lr", type=_positive(float), metavar="LR", help="AdamW learning rate (default: 0.001)")
+    p.add_argument("--optimizer", choices=("adamw", "sgd"),
+                   help="adamw (the default) or sgd (momentum 0.9, as He et al.)")
+    p.add_argument("--lr", type=_positive(float), metavar="LR",
+                   help="the (initial) learning rate (default: 0.001 for adamw, 0.1 for sgd)")
+    p.add_argument("--weight-decay", type=_not_negative, metavar="WD",
+                   help="weight decay (default: 0.01 for adamw, 0.0001 for sgd)")
+    p.add_argument("--schedule", choices=("constant", "step", "cosine"),
+                   help="the learning rate over the run: constant (the default), step (divided by 10 at each "
+                        "milestone) or cosine (down to 0), set at every step")
+    p.add_argument("--milestones", metavar="M,M",
+                   help="where --schedule step divides the rate: shares of the run (50%%,75%%, the default) "
+                        "or epochs (10,15)")
     p.add_argument("--seed", type=int, metavar="S", help="seed for the initial weights and the order (default: 0)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where to train (default: auto, a GPU when there is one)")

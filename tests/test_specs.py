@@ -43,6 +43,7 @@ REFERENCE = [
     ("unet.arch", "unet", (1, 572, 572), (2, 388, 388), 31_030_658, 150_428_424_448, []),
     ("unet.arch", "unet_padded", (3, 256, 256), (2, 256, 256), 17_263_042, 39_984_300_032, []),
     ("dense_residual.arch", "dense_residual_pad", (128,), (256,), 98_816, 98_304, ["ws"]),
+    ("cifar_resnet.arch", "cifar_resnet", (3, 32, 32), (10,), 269_722, 40_551_040, ["layer2.0.ws", "layer3.0.ws"]),
 ]
 
 
@@ -96,3 +97,18 @@ def test_classes_override():
     net = archlang.compile_file(SPECS / "resnet34.arch", overrides={"classes": 10})["resnet34"]
     assert net.output_shape == (10,)
     assert net.params == 21_797_672 - 990 * 512 - 990
+
+
+# He et al. (2016), Table 6: the CIFAR-10 ResNets' parameters, in millions, by n (6n+2 layers)
+CIFAR_PAPER = {3: 0.27, 5: 0.46, 7: 0.66, 9: 0.85, 18: 1.7}
+
+
+@pytest.mark.parametrize("n", sorted(CIFAR_PAPER))
+def test_cifar_resnets_have_the_papers_parameters(n):
+    net = archlang.compile_file(SPECS / "cifar_resnet.arch", {"n": n})["cifar_resnet"]
+    assert round(net.params / 1e6, 2 if n < 18 else 1) == CIFAR_PAPER[n]
+    layers = sum(node.op in ("conv", "dense") for node in net.nodes)  # option A adds no weighted layer
+    assert layers == 6 * n + 2
+    plain = archlang.compile_file(SPECS / "cifar_resnet.arch", {"n": n}, plain=True)["cifar_resnet"]
+    assert (plain.params, plain.macs) == (net.params, net.macs)  # zero-padded shortcuts hold no weights
+    assert not any(node.op == "_add" for node in plain.nodes)

@@ -17,6 +17,7 @@ from archlang.backends.files import make_folder
 from archlang.errors import ArchError, OutputError
 from archlang.train.data import Data, DataError, load
 from archlang.train.loop import Settings, Trainer, TrainError, resolve_device
+from archlang.train.progress import plural
 
 __all__ = ["Data", "DataError", "Settings", "TrainError", "check_fit", "run"]
 
@@ -109,10 +110,28 @@ def run(net, settings: Settings, out: Path, resume: bool, nproc: int) -> int:
     if nproc > 1 and not worker:
         return _launch(nproc, job_of(net, settings, out, resume, nproc))
     settings.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    result = Trainer(net, data, settings, out, resume).run()
+    try:
+        result = Trainer(net, data, settings, out, resume).run()
+    except KeyboardInterrupt:  # a second Ctrl-C: the last checkpoint stands, and the run is not running
+        if rank == 0:
+            _mark_interrupted(out)
+        raise
     if rank == 0:
         _summary(net, result, out)
     return EXIT_INTERRUPTED if result["status"] == "interrupted" else 0
+
+
+def _mark_interrupted(out: Path) -> None:
+    from archlang.backends.files import write_atomic
+
+    path = out / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+        if metrics.get("status") == "running":
+            metrics["status"] = "interrupted"
+            write_atomic(path, json.dumps(metrics, indent=2) + "\n")
+    except (OSError, ValueError, AttributeError):
+        pass  # no metrics yet, or none readable: nothing to mend
 
 
 def _summary(net, result: dict, out: Path) -> None:
@@ -124,13 +143,18 @@ def _summary(net, result: dict, out: Path) -> None:
     m = result["metrics"]
     epochs = m["epochs"]
     rate = sum(r["images_per_s"] * r["seconds"] for r in epochs) / max(1e-9, sum(r["seconds"] for r in epochs))
-    print(f"{net.name}: {len(epochs)} epochs, {m['steps']:,} steps in {m['seconds']:.1f} s ({rate:,.0f} img/s); "
+    print(f"{net.name}: {plural(len(epochs), 'epoch')}, {plural(m['steps'], 'step')} in {m['seconds']:.1f} s "
+          f"({rate:,.0f} img/s); "
           f"validation accuracy {m['final_val_acc']:.1%} at the end, best {m['best_val_acc']:.1%} "
           f"(epoch {m['best_epoch']})")
     if "replica_digests" in m:
         same = len(set(m["replica_digests"])) == 1
         print(f"  {len(m['replica_digests'])} processes, weights {'identical' if same else 'DIFFER'} across them")
-    names = [f"{net.name}.py", "model.pt", "checkpoint.pt", "metrics.json"]
+    weights = m["weights"]
+    names = [f"{net.name}.py", f"model.pt (the last weights, epoch {weights['model.pt']['epoch']})"]
+    if "best.pt" in weights:
+        names.append(f"best.pt (the best validation accuracy, epoch {weights['best.pt']['epoch']})")
+    names += ["checkpoint.pt", "metrics.json"]
     if result.get("plot"):
         names.append("metrics.png")
     print(f"  wrote {out}/: {', '.join(names)}")

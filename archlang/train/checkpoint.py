@@ -12,7 +12,12 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from archlang.train.schedule import DEFAULT_MILESTONES, DEFAULTS, parse_milestones
+
 CHECKPOINT_FORMAT = "archlang-train/1"
+# what a checkpoint written before these settings existed ran with
+LEGACY_SETTINGS = {"optimizer": "adamw", "weight_decay": DEFAULTS["adamw"]["weight_decay"], "schedule": "constant",
+                   "milestones": DEFAULT_MILESTONES, "epochs": None}
 
 Count = Annotated[int, Field(ge=0, strict=True)]
 Number = Annotated[float, Field(allow_inf_nan=False)]
@@ -39,6 +44,18 @@ class Settings(_Model):
     seed: int
     amp: Literal["off", "bf16", "fp16"]
     world_size: int = Field(ge=1)
+    # absent from a checkpoint written before they existed: LEGACY_SETTINGS
+    optimizer: Literal["adamw", "sgd"] = LEGACY_SETTINGS["optimizer"]
+    weight_decay: float = Field(default=LEGACY_SETTINGS["weight_decay"], ge=0, allow_inf_nan=False, strict=False)
+    schedule: Literal["constant", "step", "cosine"] = LEGACY_SETTINGS["schedule"]
+    milestones: str = LEGACY_SETTINGS["milestones"]
+    epochs: int | None = Field(default=None, ge=1)
+
+    @field_validator("milestones")
+    @classmethod
+    def _milestones(cls, value):
+        parse_milestones(value)  # its ValueError names what is wrong
+        return value
 
 
 class EpochRecord(_Model):

@@ -7,12 +7,14 @@
   `val/` folders each holding those class folders; without them, a fixed 80/20 split.
 
 Images are resized to the network's HxW, made grey (C=1) or RGB (C=3), and standardised per
-channel with the training split's mean and standard deviation.
+channel with the training split's mean and standard deviation.  Colour images made grey for a
+1-channel network, and grey images repeated into a 3-channel one, get a note (`Data.notes`),
+which the run prints before it trains.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,6 +38,7 @@ class Data:
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
+    notes: list[str] = field(default_factory=list)  # what was done to the images to fit the network
 
     def describe(self) -> str:
         return (f"{self.name}: {len(self.train_y):,} training and {len(self.val_y):,} validation images, "
@@ -66,6 +69,16 @@ def _image_layout(shape: tuple[int, ...]) -> tuple[int, int, int, bool]:
         raise DataError(f"the network takes a vector of {features} features; image data fits a vector input "
                         "only when it is k*k (a kxk grey image, flattened)")
     return 1, side, side, True
+
+
+def _channel_note(name: str, colour: bool, channels: int) -> str | None:
+    """The note for images of `name` (in colour or grey) fed to a network of `channels` channels."""
+    if colour and channels == 1:
+        return (f"{name}: the images are in colour and the network takes 1 channel: they are made grey "
+                "(give the network a 3-channel input to keep the colour)")
+    if not colour and channels == 3:
+        return f"{name}: the images are grey and the network takes 3 channels: each holds the same grey image"
+    return None
 
 
 def _shape_images(x: torch.Tensor, input_shape: tuple[int, ...]) -> torch.Tensor:
@@ -103,7 +116,8 @@ def _digits(input_shape: tuple[int, ...]) -> Data:
     x = _shape_images(x, input_shape)
     train, val = _split(len(y))
     tx, vx = _standardise(x[train], x[val])
-    return Data("digits", [str(d) for d in range(10)], tx, y[train], vx, y[val])
+    note = _channel_note("digits", False, _image_layout(input_shape)[0])
+    return Data("digits", [str(d) for d in range(10)], tx, y[train], vx, y[val], notes=[note] if note else [])
 
 
 def _synthetic(input_shape: tuple[int, ...], k: int) -> Data:
@@ -129,24 +143,40 @@ def _folder(root: Path, input_shape: tuple[int, ...]) -> Data:
         raise DataError("--data FOLDER needs Pillow: pip install 'archlang[train]'") from None
     if (root / "train").is_dir() and (root / "val").is_dir():
         classes = [p.name for p in _class_folders(root / "train")]
-        tx, ty = _read_tree(root / "train", classes, input_shape)
+        tx, ty, colour = _read_tree(root / "train", classes, input_shape)
         val_classes = [p.name for p in _class_folders(root / "val")]
         if val_classes != classes:
             raise DataError(f"{root / 'val'} has the classes {', '.join(val_classes)}, but {root / 'train'} has "
                             f"{', '.join(classes)}: both need the same class folders")
-        vx, vy = _read_tree(root / "val", classes, input_shape)
+        vx, vy, val_colour = _read_tree(root / "val", classes, input_shape)
+        colour = colour or val_colour
     else:
         classes = [p.name for p in _class_folders(root)]
-        x, y = _read_tree(root, classes, input_shape)
+        x, y, colour = _read_tree(root, classes, input_shape)
         if len(y) < 2:
             raise DataError(f"{root}: {len(y)} image; a training and a validation split need at least 2")
         train, val = _split(len(y))
         tx, ty, vx, vy = x[train], y[train], x[val], y[val]
     tx, vx = _standardise(tx, vx)
-    return Data(str(root), classes, tx, ty, vx, vy)
+    note = _channel_note(str(root), colour, _image_layout(input_shape)[0])
+    return Data(str(root), classes, tx, ty, vx, vy, notes=[note] if note else [])
 
 
-def _read_tree(root: Path, classes: list[str], input_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+def _in_colour(im) -> bool:
+    """Whether a Pillow image holds colour: a colour mode whose channels are not all equal
+    (an RGB file of a grey picture is grey)."""
+    if im.mode in GREY_MODES:
+        return False
+    r, g, b = im.convert("RGB").split()
+    return r.tobytes() != g.tobytes() or g.tobytes() != b.tobytes()
+
+
+def _read_tree(root: Path, classes: list[str],
+               input_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """The images and labels under `root`, and whether any image is in colour."""
     from PIL import Image, UnidentifiedImageError
 
     if len(classes) < 2:
@@ -154,7 +184,7 @@ def _read_tree(root: Path, classes: list[str], input_shape: tuple[int, ...]) -> 
         raise DataError(f"{root}: {found}; it needs one sub-folder per class (at least 2), each holding images")
     c, h, w, flatten = _image_layout(input_shape)
     mode = "L" if c == 1 else "RGB"
-    images, labels = [], []
+    images, labels, colour = [], [], False
     for label, name in enumerate(classes):
         files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
@@ -162,6 +192,7 @@ def _read_tree(root: Path, classes: list[str], input_shape: tuple[int, ...]) -> 
         for path in files:
             try:
                 with Image.open(path) as im:
+                    colour = colour or _in_colour(im)
                     im = im.convert(mode).resize((w, h), Image.Resampling.BILINEAR)
                     data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
             except Image.DecompressionBombError:
@@ -172,4 +203,4 @@ def _read_tree(root: Path, classes: list[str], input_shape: tuple[int, ...]) -> 
             images.append(data.view(h, w, c).permute(2, 0, 1).float() / 255.0)
             labels.append(label)
     x = torch.stack(images)
-    return (x.flatten(1) if flatten else x), torch.tensor(labels, dtype=torch.long)
+    return (x.flatten(1) if flatten else x), torch.tensor(labels, dtype=torch.long), colour

@@ -4,9 +4,11 @@
 What a run leaves in its folder, all written atomically (temporary file, then rename):
   checkpoint.pt  model, optimizer, scaler, epoch and step, RNG states, history (every epoch,
                  and on Ctrl-C mid-epoch); `--resume` continues from it exactly
-  model.pt       the weights alone, a state_dict for the generated module
+  model.pt       the last weights, a state_dict for the generated module
+  best.pt        the weights of the epoch with the best validation accuracy (the first such)
   <network>.py   the generated module itself
-  metrics.json   the settings and one record per epoch
+  metrics.json   the settings, one record per epoch, the status (running, interrupted,
+                 complete) and which epoch model.pt and best.pt hold
   metrics.png    loss and accuracy against the epoch
 """
 
@@ -29,12 +31,22 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from archlang.backends.files import write_atomic
 from archlang.compiler.ops import REGISTRY
-from archlang.train.checkpoint import CHECKPOINT_FORMAT, validate
+from archlang.train.checkpoint import CHECKPOINT_FORMAT, LEGACY_SETTINGS, validate
 from archlang.train.data import Data
-from archlang.train.progress import Progress
+from archlang.train.progress import Progress, plural
+from archlang.train.schedule import (
+    DEFAULT_MILESTONES,
+    DEFAULTS,
+    ScheduleError,
+    learning_rate,
+    make_optimizer,
+    milestone_steps,
+)
 
-# what a resumed run must share with the run it continues (the rest may change: epochs, device, compile)
-FIXED = ("data", "batch_size", "lr", "seed", "amp", "world_size")
+# what a resumed run must share with the run it continues (the rest may change: device, compile);
+# its epochs it keeps too, unless --epochs is given
+FIXED = ("data", "batch_size", "lr", "seed", "amp", "world_size", "optimizer", "weight_decay", "schedule",
+         "milestones")
 
 
 class TrainError(Exception):
@@ -46,8 +58,12 @@ class Settings:
     data: str = "digits"
     epochs: int = 20
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float | None = None  # None: the optimizer's default (schedule.DEFAULTS)
     seed: int = 0
+    optimizer: str = "adamw"  # adamw | sgd
+    weight_decay: float | None = None  # None: the optimizer's default
+    schedule: str = "constant"  # constant | step | cosine
+    milestones: str = DEFAULT_MILESTONES  # of --schedule step: shares of the run or epochs
     device: str = "auto"
     amp: str = "off"  # off | bf16 | fp16
     compile: bool = False
@@ -56,6 +72,22 @@ class Settings:
 
     def fixed(self) -> dict:
         return {k: getattr(self, k) for k in FIXED}
+
+    def fill_defaults(self) -> None:
+        for key in ("lr", "weight_decay"):
+            if getattr(self, key) is None:
+                setattr(self, key, DEFAULTS[self.optimizer][key])
+
+    def describe_optimizer(self, milestones: list[int], steps: int) -> str:
+        name = "SGD" if self.optimizer == "sgd" else "AdamW"
+        text = f"{name} lr {self.lr:g}{' momentum 0.9' if self.optimizer == 'sgd' else ''} weight decay " \
+               f"{self.weight_decay:g}"
+        if self.schedule == "step":
+            at = " and ".join(f"{m / steps:g}" for m in milestones)
+            text += f", lr ÷10 at epoch{'s' if len(milestones) > 1 else ''} {at}"
+        elif self.schedule == "cosine":
+            text += ", cosine lr to 0"
+        return text
 
 
 class _StopFlag:
@@ -103,10 +135,31 @@ def _digest(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _epoch_line(r: dict, epochs: int) -> str:
+def _epoch_line(r: dict, epochs: int, show_lr: bool) -> str:
+    lr = f"lr {r['lr']:.3g}  " if show_lr else ""
     return (f"epoch {r['epoch']:>{len(str(epochs))}}/{epochs}  train loss {r['train_loss']:.4f} "
             f"acc {r['train_acc']:6.1%}  val loss {r['val_loss']:.4f} acc {r['val_acc']:6.1%}  "
-            f"{r['images_per_s']:,.0f} img/s  {r['seconds']:.1f} s")
+            f"{lr}{r['images_per_s']:,.0f} img/s  {r['seconds']:.1f} s")
+
+
+def _best(history: list[dict]) -> dict:
+    """The record of the epoch with the best validation accuracy: the first of equals."""
+    return max(history, key=lambda r: r["val_acc"])
+
+
+def _weights_files(out: Path, history: list[dict], step: int) -> dict:
+    """What metrics.json says model.pt and best.pt hold."""
+    files = {}
+    if history or step:
+        last = {"epoch": len(history), "holds": "the last weights"}
+        if step:
+            last.update(epoch=len(history) + 1, step=step, holds="the last weights, saved mid-epoch")
+        files["model.pt"] = last
+    if history and (out / "best.pt").is_file():
+        best = _best(history)
+        files["best.pt"] = {"epoch": best["epoch"], "holds": "the weights of the best validation accuracy",
+                            "val_acc": best["val_acc"]}
+    return files
 
 
 def _write(path: Path, data: str | bytes) -> None:
@@ -134,6 +187,7 @@ class Trainer:
         self.device = resolve_device(settings.device, self.local_rank)
         self.main = self.rank == 0
         self.resume = resume
+        self.planned_epochs: int | None = None  # on --resume: the epochs the run was started with
 
     # ---- set-up ----
 
@@ -161,7 +215,7 @@ class Trainer:
         if ck["network"] != self.net.name or ck["arguments"] != self.net.arguments:
             raise TrainError(f"--resume: {path} holds {ck['network']} {ck['arguments']}, not "
                              f"{self.net.name} {self.net.arguments}; pick the same network and --set values")
-        stored = ck["settings"]
+        stored = {**LEGACY_SETTINGS, **ck["settings"]}  # a checkpoint from before a setting existed
         for key in FIXED:
             mine = getattr(self.s, key)
             if mine != stored[key] and key == "world_size":
@@ -172,6 +226,9 @@ class Trainer:
                 raise TrainError(f"--resume: the run in {self.out}/ was started with {flag} {stored[key]}; "
                                  f"it continues with the same (drop {flag}, or start a new run with --out)")
             setattr(self.s, key, stored[key])
+        self.planned_epochs = stored["epochs"]
+        if stored["epochs"] is not None and "epochs" not in self.s.explicit:
+            self.s.epochs = stored["epochs"]  # the run keeps its length, as it keeps its lr
         return ck
 
     # ---- the loop ----
@@ -180,10 +237,11 @@ class Trainer:
         s = self.s
         self._init_distributed()
         ck = self._load_checkpoint()
+        s.fill_defaults()
         torch.manual_seed(s.seed)
         random.seed(s.seed)
         model = self.net.to_torch().to(self.device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr)
+        optimizer = make_optimizer(model.parameters(), s.optimizer, s.lr, s.weight_decay)
         scaler = torch.amp.GradScaler(self.device.type, enabled=s.amp == "fp16")
         history: list[dict] = []
         epoch, start_step, global_step, elapsed = 0, 0, 0, 0.0
@@ -203,9 +261,15 @@ class Trainer:
             global_step, elapsed = ck["global_step"], ck["elapsed"]
             if self.main:
                 running = ck["running"].clone()
-        if epoch >= s.epochs and start_step == 0:
+        if epoch >= s.epochs and start_step:
+            raise TrainError(f"--resume --epochs {s.epochs}: the run in {self.out}/ has already trained "
+                             f"{plural(epoch, 'epoch')} and {plural(start_step, 'step')} of the next; "
+                             f"pass at least --epochs {epoch + 1}")
+        if epoch >= s.epochs:
+            asked = f" (--epochs {s.epochs} asks for no more)" if "epochs" in s.explicit else ""
             return self._finish(model, history, global_step, elapsed, status="complete", said=(
-                f"the run in {self.out}/ has already trained {epoch} epochs; pass a larger --epochs to go on"))
+                f"the run in {self.out}/ is complete: it has trained its {plural(epoch, 'epoch')}{asked}; "
+                f"to train on, resume it with a larger --epochs (such as --epochs {2 * epoch})"))
         train_model: torch.nn.Module = model
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -227,14 +291,22 @@ class Trainer:
         if start_step >= steps:
             raise TrainError(f"--resume: {self.out}/checkpoint.pt is damaged, so the run cannot continue from it "
                              f"(step {start_step} of an epoch of {steps} steps)")
+        total_steps = s.epochs * steps
+        try:
+            milestones = milestone_steps(s.milestones, s.epochs, steps) if s.schedule == "step" else []
+        except ScheduleError as err:
+            raise TrainError(str(err)) from None
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16 if s.amp == "bf16" else torch.float16,
                                   enabled=s.amp != "off")
         progress = Progress(s.epochs, steps, enabled=self.main)
         if self.main:
-            progress.line(f"{self.net.name}: {self.data.describe()}; {s.epochs} epochs of {steps} steps, "
-                          f"batch {s.batch_size}{f' x {self.world} processes' if self.world > 1 else ''}, "
-                          f"AdamW lr {s.lr:g}, {self.device.type}"
+            progress.line(f"{self.net.name}: {self.data.describe()}; {plural(s.epochs, 'epoch')} of "
+                          f"{plural(steps, 'step')}, batch {s.batch_size}"
+                          f"{f' x {self.world} processes' if self.world > 1 else ''}, "
+                          f"{s.describe_optimizer(milestones, steps)}, {self.device.type}"
                           f"{', ' + s.amp if s.amp != 'off' else ''}{', compiled' if s.compile else ''}")
+            for note in self.data.notes:
+                progress.line(f"note: {note}")
             if drop_last:
                 progress.line(f"note: the last batch of each epoch would hold 1 image, and batch norm needs 2 "
                               f"to train: it is left out ({per_process - 1:,} of {per_process:,} images an epoch"
@@ -242,6 +314,11 @@ class Trainer:
             if ck is not None:
                 at = f"epoch {epoch + 1}, step {start_step}" if start_step else f"the end of epoch {epoch}"
                 progress.line(f"resuming {self.out}/checkpoint.pt from {at}")
+                planned = self.planned_epochs
+                if s.schedule != "constant" and planned is not None and planned != s.epochs:
+                    progress.line(f"note: the run was planned for {plural(planned, 'epoch')} and now runs "
+                                  f"{s.epochs}: its {s.schedule} schedule is stretched to the new length, so its "
+                                  "learning rate changes from here on")
 
         with _StopFlag() as stop:
             while epoch < s.epochs:
@@ -260,6 +337,9 @@ class Trainer:
                         continue
                     x = x.to(self.device, non_blocking=True)
                     y = y.to(self.device, non_blocking=True)
+                    lr = learning_rate(s.schedule, s.lr, global_step, total_steps, milestones)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
                     with autocast:
                         logits = train_model(x)
                         loss = F.cross_entropy(logits.float(), y)
@@ -281,21 +361,22 @@ class Trainer:
                         elapsed += time.perf_counter() - t0
                         running += self._sum(local)
                         self._save(model, optimizer, scaler, history, epoch, step + 1, global_step, elapsed, running)
-                        return self._interrupted(epoch, step + 1, global_step, progress)
+                        return self._interrupted(history, epoch, step + 1, global_step, elapsed, progress)
                 seconds = time.perf_counter() - t0
                 elapsed += seconds
                 running += self._sum(local)
                 start_step, ck = 0, None
                 record = self._epoch_record(model, epoch, running, seconds, seen_here * self.world, autocast)
+                record["lr"] = optimizer.param_groups[0]["lr"]  # of the epoch's last step
                 running = torch.zeros(3, dtype=torch.float64)
                 epoch += 1
                 if self.main:
                     history.append(record)
                 self._save(model, optimizer, scaler, history, epoch, 0, global_step, elapsed, running)
                 if self.main:  # printed once its checkpoint is on disk
-                    progress.line(_epoch_line(record, s.epochs))
+                    progress.line(_epoch_line(record, s.epochs, s.schedule != "constant"))
                 if self._agree(stop.set) and epoch < s.epochs:
-                    return self._interrupted(epoch, 0, global_step, progress)
+                    return self._interrupted(history, epoch, 0, global_step, elapsed, progress)
         return self._finish(model, history, global_step, elapsed, status="complete")
 
     # ---- pieces ----
@@ -354,34 +435,43 @@ class Trainer:
 
     def _save(self, model, optimizer, scaler, history, epoch, step, global_step, elapsed, running) -> None:
         if self.main:
+            # the weights first: a run killed before its checkpoint is written redoes this step or
+            # epoch, and writes the same weights again
+            save_torch(self.out / "model.pt", model.state_dict())
+            if step == 0 and history and _best(history) is history[-1]:
+                save_torch(self.out / "best.pt", model.state_dict())
             save_torch(self.out / "checkpoint.pt", {
                 "format": CHECKPOINT_FORMAT, "network": self.net.name, "arguments": dict(self.net.arguments),
-                "settings": self.s.fixed(), "epoch": epoch, "step": step, "global_step": global_step,
-                "elapsed": elapsed, "running": running.clone(), "history": history, "rng": self._rng(),
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()})
-            save_torch(self.out / "model.pt", model.state_dict())
-            self._write_metrics(history, global_step, elapsed, status="running")
+                "settings": {**self.s.fixed(), "epochs": self.s.epochs}, "epoch": epoch, "step": step,
+                "global_step": global_step, "elapsed": elapsed, "running": running.clone(), "history": history,
+                "rng": self._rng(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict()})
+            self._write_metrics(history, global_step, elapsed, status="running", step=step)
         if self.world > 1:
             dist.barrier()
 
     def _write_metrics(self, history: list[dict], global_step: int, elapsed: float, status: str,
-                       digests: list[str] | None = None) -> dict:
+                       digests: list[str] | None = None, step: int = 0) -> dict:
+        """metrics.json; `step` is the step of the epoch after the last whole one that model.pt holds."""
         metrics = {"network": self.net.name, "arguments": dict(self.net.arguments), "file": self.net.filename,
                    "params": self.net.params, "data": self.data.describe(), "classes": self.data.classes,
                    "settings": {k: v for k, v in asdict(self.s).items() if k != "explicit"},
                    "device": self.device.type, "status": status, "steps": global_step,
                    "seconds": round(elapsed, 3), "epochs": history}
         if history:
-            best = max(history, key=lambda r: r["val_acc"])
+            best = _best(history)
             metrics["best_val_acc"], metrics["best_epoch"] = best["val_acc"], best["epoch"]
             metrics["final_val_acc"] = history[-1]["val_acc"]
+        metrics["weights"] = _weights_files(self.out, history, step)
         if digests is not None:
             metrics["replica_digests"] = digests
         _write(self.out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         return metrics
 
-    def _interrupted(self, epoch: int, step: int, global_step: int, progress: Progress) -> dict:
+    def _interrupted(self, history: list[dict], epoch: int, step: int, global_step: int, elapsed: float,
+                     progress: Progress) -> dict:
         if self.main:
+            self._write_metrics(history, global_step, elapsed, status="interrupted", step=step)
             at = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
             progress.line(f"stopped at {at}; saved {self.out}/checkpoint.pt — continue with --resume")
         return {"status": "interrupted", "steps": global_step}

@@ -1,5 +1,6 @@
-"""The per-epoch progress line of `archc train`: redrawn in place on a terminal, and on a log
-(CI, a pipe) one line per epoch plus one every half-minute of a long epoch."""
+"""The per-epoch progress line of `archc train`: redrawn in place on a terminal, with a bar; on
+a log (CI, a pipe, a file) plain text, one line per epoch plus one every half-minute of a long
+epoch, without the bar's glyphs or control characters."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import sys
 import time
 
 LOG_EVERY_S = 30.0
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 epoch', '2 epochs', '1,438 steps'."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 class Progress:
@@ -25,7 +31,8 @@ class Progress:
     def step(self, epoch: int, step: int, loss: float, acc: float, rate: float) -> None:
         if not self.enabled:
             return
-        text = (f"epoch {epoch + 1:>{len(str(self.epochs))}}/{self.epochs} {self._bar(step)} "
+        bar = f"{self._bar(step)} " if self.tty else "step "
+        text = (f"epoch {epoch + 1:>{len(str(self.epochs))}}/{self.epochs} {bar}"
                 f"{step:>{len(str(self.steps))}}/{self.steps}  loss {loss:.4f}  acc {acc:6.1%}  {rate:,.0f} img/s")
         now = time.monotonic()
         if self.tty:
