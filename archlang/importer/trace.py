@@ -478,7 +478,8 @@ class Reader:
         if key == _MAXVIT + "WindowPartition" and kind == "t":
             return ("win", source, node)
         if key == _MAXVIT + "SwapAxes":
-            if sorted((m.a % 5, m.b % 5)) != [2, 3] and sorted((m.a, m.b)) != [-3, -2]:
+            rank = node.args[0].meta["arch_value"].dim()  # (N, G, S, C): the swap of G and S
+            if sorted((m.a % rank, m.b % rank)) != [rank - 3, rank - 2]:
                 raise self.fail(node, f"SwapAxes({m.a}, {m.b}) is not the swap of MaxViT's grid partition")
             if kind == "win":
                 c, h, w = self.nodes[source].dims
