@@ -527,6 +527,21 @@ def skeleton(e) -> str:
 PARAM_NAMES = {"out": "c", "kernel": "k", "groups": "g", "p": "p", "heads": "heads", "stride": "stride"}
 
 
+def _factor(vals, refs) -> tuple[str, int] | None:
+    """One constant k relating each value to its reference: value = k·ref ("*", k), or
+    value = ref // k with ref = k·value ("//", k)."""
+    pairs = list(zip(vals, refs, strict=True))
+    if all(r and v % r == 0 for v, r in pairs):
+        ks = {v // r for v, r in pairs}
+        if len(ks) == 1:
+            return "*", ks.pop()
+    if all(v and r % v == 0 for v, r in pairs):
+        ks = {r // v for v, r in pairs}
+        if len(ks) == 1:
+            return "//", ks.pop()
+    return None
+
+
 class Structurer:
     """Decides what becomes a def, what is inline, and writes the defs."""
 
@@ -625,32 +640,20 @@ class Structurer:
             self.call_of[g.key] = call
 
     def relate(self, vals, params, in_cs) -> str | None:
-        everything = [*params]
-        for pname, pv in everything:
+        for pname, pv in params:
             if pv == vals:
                 return pname
-        ints = all(isinstance(v, int) for v in vals)
-        if ints:
-            for pname, pv in everything:
+        if all(isinstance(v, int) for v in vals):
+            for pname, pv in params:
                 if all(isinstance(v, int) and v for v in pv):
-                    if all(v % p == 0 for v, p in zip(vals, pv, strict=True)):
-                        ks = {v // p for v, p in zip(vals, pv, strict=True)}
-                        if len(ks) == 1:
-                            return f"{ks.pop()}*{pname}"
-                    if all(v and p % v == 0 for v, p in zip(vals, pv, strict=True)):
-                        ks = {p // v for v, p in zip(vals, pv, strict=True)}
-                        if len(ks) == 1:
-                            return f"{pname}//{ks.pop()}"
+                    found = _factor(vals, pv)
+                    if found:
+                        return f"{found[1]}*{pname}" if found[0] == "*" else f"{pname}//{found[1]}"
             if vals == in_cs:
                 return "in.c"
-            if all(v % c == 0 for v, c in zip(vals, in_cs, strict=True)):
-                ks = {v // c for v, c in zip(vals, in_cs, strict=True)}
-                if len(ks) == 1:
-                    return f"in.c*{ks.pop()}"
-            if all(v and c % v == 0 for v, c in zip(vals, in_cs, strict=True)):
-                ks = {c // v for v, c in zip(vals, in_cs, strict=True)}
-                if len(ks) == 1 and all(c // k == v for v, c in zip(vals, in_cs, strict=True) for k in ks):
-                    return f"in.c//{ks.pop()}"
+            found = _factor(vals, in_cs)
+            if found:
+                return f"in.c{found[0]}{found[1]}"
         return None
 
     def in_c(self, g: Group) -> int:
