@@ -69,20 +69,56 @@ READS_MODELS = ("check", "report", "render")
 def _add_common(p: argparse.ArgumentParser) -> None:
     if p.prog.rsplit(" ", 1)[-1] in READS_MODELS:
         p.add_argument("file", help="the .arch file, or MODULE:CALLABLE: a PyTorch model read as `archc import` "
-                                    "reads it at 3x224x224 (this imports the Python module and runs its code)")
+                                    "reads it (this imports the Python module and runs its code)")
     else:
         p.add_argument("file", help="the .arch file")
     p.add_argument("--network", "-n", metavar="N", help="only this network (default: all in the file)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a network parameter, e.g. --set classes=10 (repeatable)")
     p.add_argument("--plain", action="store_true", help="remove every `skip` branch (plain baseline)")
+    if p.prog.rsplit(" ", 1)[-1] in READS_MODELS:
+        _add_model_options(p)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", metavar="CxHxW", help="a MODULE:CALLABLE's input shape (default: 3x224x224)")
+    p.add_argument("--arg", dest="args", action="append", default=[], metavar="KEY=VALUE",
+                   help="a keyword argument of a MODULE:CALLABLE, e.g. --arg num_classes=10 (repeatable)")
+
+
+def _model_options(args, targets: list[str]) -> tuple[tuple[int, ...], dict]:
+    """--input and --arg, which only a MODULE:CALLABLE target takes."""
+    given = args.input is not None or args.args
+    if given and not any(python_target(t) for t in targets):
+        raise _Usage("--input and --arg are for a MODULE:CALLABLE target (a PyTorch model); an .arch file "
+                     "gives its own input and parameters (--set KEY=VALUE sets these)")
+    return _import_dims(args.input or "3x224x224"), _import_kwargs(args.args)
+
+
+def _import_dims(text: str) -> tuple[int, ...]:
+    dims = text.split("x")
+    if not all(d.isdigit() and int(d) > 0 for d in dims) or len(dims) not in (1, 2, 3):
+        raise _Usage(f"--input takes CxHxW (or F), not '{text}'")
+    return tuple(int(d) for d in dims)
+
+
+def _import_kwargs(pairs: list[str]) -> dict:
+    kwargs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise _Usage(f"--arg takes KEY=VALUE, not '{pair}'")
+        kwargs[key.strip()] = _import_value(value.strip())
+    return kwargs
 
 
 def _compile(args):
     from archlang.api import compile_file
 
-    if args.command in READS_MODELS and python_target(args.file):
-        return _warned(_imported(args.file, _overrides(args.overrides), args.plain, args.network))
+    if args.command in READS_MODELS:
+        dims, kwargs = _model_options(args, [args.file])
+        if python_target(args.file):
+            return _warned(_imported(args.file, _overrides(args.overrides), args.plain, args.network, dims, kwargs))
     return _warned(compile_file(args.file, _overrides(args.overrides), plain=args.plain, network=args.network))
 
 
@@ -115,8 +151,9 @@ class _ImportedFailure(Exception):
     """archc report/render/diff of a MODULE:CALLABLE target that could not be imported."""
 
 
-def _imported(target: str, overrides, plain: bool, network: str | None):
-    """The program of `archc import TARGET`'s text (at 3x224x224), for report, render and diff."""
+def _imported(target: str, overrides, plain: bool, network: str | None, dims=(3, 224, 224), kwargs=None):
+    """The program of `archc import TARGET`'s text (`dims`: the input; `kwargs`: the callable's
+    arguments), for check, report, render and diff."""
     try:
         from archlang.importer import from_torch, load_target
         from archlang.importer.trace import ImportFailure
@@ -126,13 +163,10 @@ def _imported(target: str, overrides, plain: bool, network: str | None):
 
     name = target.rsplit(":", 1)[1].rsplit(".", 1)[-1]
     try:
-        text = from_torch(load_target(target, {}), IMPORT_INPUT, name=name, source=target)
+        text = from_torch(load_target(target, kwargs or {}), dims, name=name, source=target)
     except ImportFailure as err:
         raise _ImportedFailure(str(err)) from None
     return compile_source(text, f"{name}.arch", overrides, plain=plain, network=network)
-
-
-IMPORT_INPUT = (3, 224, 224)  # the input of a MODULE:CALLABLE given to report, render or diff
 
 
 def _shape(dims) -> str:
@@ -274,7 +308,7 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _pick(spec: str, network: str | None, overrides, plain: bool):
+def _pick(spec: str, network: str | None, overrides, plain: bool, model=((3, 224, 224), None)):
     from pathlib import Path
 
     from archlang.api import compile_file
@@ -283,7 +317,7 @@ def _pick(spec: str, network: str | None, overrides, plain: bool):
     given = _overrides(overrides)
     shown = "".join(f", {k}={v}" for k, v in given.items()) + (", plain" if plain else "")
     if python_target(spec):
-        program = _imported(spec, given, plain, network)
+        program = _imported(spec, given, plain, network, *model)
         net = next(iter(program))
         return net, f"{net.name} ({spec}{shown})"
     if ":" in spec and not Path(spec).exists():
@@ -299,8 +333,9 @@ def _pick(spec: str, network: str | None, overrides, plain: bool):
 def cmd_diff(args) -> int:
     from archlang.backends.report import diff_dict, diff_text
 
-    a, label_a = _pick(args.a, args.network, args.overrides + args.overrides_a, args.plain)
-    b, label_b = _pick(args.b, args.network, args.overrides + args.overrides_b, args.plain or args.plain_b)
+    model = _model_options(args, [args.a, args.b])
+    a, label_a = _pick(args.a, args.network, args.overrides + args.overrides_a, args.plain, model)
+    b, label_b = _pick(args.b, args.network, args.overrides + args.overrides_b, args.plain or args.plain_b, model)
     ra, rb = a.report(args.depth), b.report(args.depth)
     if args.json:
         print(json.dumps(diff_dict(ra, rb, label_a, label_b), indent=2))
@@ -471,15 +506,8 @@ def cmd_import(args) -> int:
     if args.target.endswith(".arch") or ":" not in args.target:
         raise _Usage(f"archc import takes MODULE:CALLABLE (a Python module, whose code it runs), not "
                      f"'{args.target}'")
-    dims = args.input.split("x")
-    if not all(d.isdigit() and int(d) > 0 for d in dims) or len(dims) not in (1, 2, 3):
-        raise _Usage(f"--input takes CxHxW (or F), not '{args.input}'")
-    kwargs = {}
-    for pair in args.args:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise _Usage(f"--arg takes KEY=VALUE, not '{pair}'")
-        kwargs[key.strip()] = _import_value(value.strip())
+    dims = _import_dims(args.input)
+    kwargs = _import_kwargs(args.args)
     try:
         from archlang.importer import from_torch, load_target
         from archlang.importer.trace import ImportFailure
@@ -490,7 +518,7 @@ def cmd_import(args) -> int:
     name = args.name or attr.rsplit(".", 1)[-1]
     try:
         model = load_target(args.target, kwargs)
-        text = from_torch(model, tuple(int(d) for d in dims), name=name if name.isidentifier() else None,
+        text = from_torch(model, dims, name=name if name.isidentifier() else None,
                           source=args.target)
     except ImportFailure as err:
         print(_red(f"archc: error: {err}"), file=sys.stderr)
@@ -604,6 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plain", action="store_true", help="remove every `skip` branch from both")
     p.add_argument("--plain-b", action="store_true", help="remove every `skip` branch from B only "
                    "(a network against its plain twin)")
+    _add_model_options(p)
     p.add_argument("--depth", type=_depth, default=2, metavar="D",
                    help="compare blocks at this depth (default: 2, the blocks of a stage)")
     p.add_argument("--all", action="store_true", help="list unchanged blocks too")

@@ -212,6 +212,183 @@ def test_cifar_resnet_written_here_round_trips():
     assert figures["params"] == 272_474  # He et al.'s ResNet-20 with option B projections
 
 
+def test_unet_round_trips_with_references():
+    """tests/unet_reference.py's U-Nets call `Up(x, skip)`, a module with two tensors: each
+    becomes a line reading the encoder's line by reference, the slice of the skip a `crop`
+    and the F.pad of the upsampled map a `pad` (at an odd size too)."""
+    from tests.unet_reference import UNet
+
+    valid = round_trip(lambda: UNet(padded=False, base=8), (1, 188, 188), name="unet")
+    assert "convtranspose2x2 64 /2 > [@downs_2 crop, skip] > (conv3x3 64 > relu) x2" in valid["text"]
+    assert valid["params"] == 485_682 and valid["lines"] == 14
+    padded = round_trip(lambda: UNet(padded=True, channels=3, base=8), (3, 67, 61), name="unet")
+    assert "upsample 2 bilinear align_corners > [@downs_2 pad, skip] >" in padded["text"]
+    assert "downs_0 = maxpool2x2 > (conv3x3 16 > bn > relu) x2" in padded["text"]
+
+
+def test_unet_at_the_papers_size_imports_to_the_spec_counts():
+    """Ronneberger et al.'s U-Net, imported on the meta device at 1x572x572, has the counts of
+    specs/unet.arch's `unet`, written by hand."""
+    from tests.conftest import ROOT
+    from tests.unet_reference import UNet
+
+    with torch.device("meta"):
+        model = UNet(padded=False)
+    net = archlang.compile(from_torch(model, (1, 572, 572), name="unet"), "unet.arch")["unet"]
+    spec = archlang.compile_file(ROOT / "specs" / "unet.arch")["unet"]
+    assert (net.params, net.macs, net.output_shape) == (spec.params, spec.macs, spec.output_shape)
+    assert net.params == sum(p.numel() for p in model.parameters()) == 31_030_658
+
+
+class FlatUNet(nn.Module):
+    """A U-Net written in one forward: the long skips are the network's own values, the crop
+    and the pad functions of its forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+        self.down = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(8, 16, 3), nn.ReLU())
+        self.up = nn.ConvTranspose2d(16, 8, 2, stride=2)
+        self.dec = nn.Conv2d(16, 8, 3, padding=1)
+        self.side = nn.Conv2d(3, 8, 1)
+        self.out = nn.Conv2d(16, 2, 1)
+
+    def forward(self, x):
+        enc = self.enc(x)
+        y = self.up(self.down(enc))
+        dh, dw = enc.shape[2] - y.shape[2], enc.shape[3] - y.shape[3]
+        y = self.dec(torch.cat([enc[:, :, dh // 2:dh // 2 + y.shape[2], dw // 2:dw // 2 + y.shape[3]], y], 1))
+        side = self.side(x)
+        return self.out(torch.cat([y, side[:, :, 3:3 + y.shape[2], 3:3 + y.shape[3]]], 1))
+
+
+class OffCentre(nn.Module):
+    def __init__(self, pad: bool):
+        super().__init__()
+        self.pad = pad
+        self.conv = nn.Conv2d(3, 3, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.pad:
+            return torch.cat([nn.functional.pad(y, [0, 2, 0, 2]), x], 1)
+        return torch.cat([x[:, :, :y.shape[2], :y.shape[3]], y], 1)
+
+
+def test_long_skips_of_one_forward_become_references():
+    figures = round_trip(FlatUNet, (3, 26, 26), name="flat")
+    lines = figures["text"].splitlines()
+    assert "    enc  = conv3x3 8 > relu" in lines
+    assert "    [@enc crop, skip]" in lines and "    side = @input > conv1x1 8" in lines
+    assert "    [@dec, @side crop]" in lines, figures["text"]
+
+
+def test_a_crop_or_pad_off_the_centre_is_an_error():
+    with pytest.raises(ImportFailure) as err:
+        from_torch(OffCentre(pad=True), (3, 8, 8))
+    assert "the function F.pad" in str(err.value) and "not centred as `@name pad` pads" in str(err.value)
+    with pytest.raises(ImportFailure) as err:
+        from_torch(OffCentre(pad=False), (3, 8, 8))
+    assert "a crop of 8x8 to 6x6 from (0, 0), not the centre (1, 1)" in str(err.value)
+
+
+class PadSum(nn.Module):
+    """A decoder that adds (not concatenates) the skip, padded to it, and interpolates to the
+    skip's size: `@up pad | @e`, never `skip | @e pad` (a sum's skip would be projected)."""
+
+    def __init__(self):
+        super().__init__()
+        self.e = nn.Conv2d(3, 8, 3, padding=1)
+        self.d = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1))
+        self.up = nn.ConvTranspose2d(8, 8, 2, stride=2)
+        self.c = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        e = self.e(x)
+        y = self.up(self.d(e))
+        dh, dw = e.shape[2] - y.shape[2], e.shape[3] - y.shape[3]
+        y = self.c(nn.functional.pad(y, [dw // 2, dw - dw // 2, dh // 2, dh - dh // 2]) + e)
+        return torch.cat([nn.functional.interpolate(y, size=e.shape[2:], mode="bilinear"), e], 1)
+
+
+class InnerFit(nn.Module):
+    """A crop of a value inside a block (not a line of the network) cannot be a reference."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 3)
+
+    def forward(self, x, skip):
+        y = self.a(x)
+        return torch.cat([torch.cat([y[:, :, 1:-1, 1:-1], self.b(y)], 1), skip[:, :, 1:-1, 1:-1]], 1)
+
+
+class InnerFitNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.e, self.f, self.blk = nn.Conv2d(3, 16, 3), nn.Conv2d(16, 8, 3, padding=1), InnerFit()
+
+    def forward(self, x):
+        e = self.e(x)
+        return self.blk(self.f(e), e)
+
+
+class ZeroPadShortcut(nn.Module):
+    """A user's option-A shortcut named as archlang's helper, but padding the channels centred."""
+
+    def __init__(self, extra_channels, stride):
+        super().__init__()
+        self.extra_channels, self.stride = extra_channels, stride
+
+    def forward(self, x):
+        x = x[:, :, ::self.stride, ::self.stride]
+        e = self.extra_channels
+        return nn.functional.pad(x, (0, 0, 0, 0, e // 2, e - e // 2))
+
+
+class CentredOptionA(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c, self.sc = nn.Conv2d(4, 8, 3, stride=2, padding=1), ZeroPadShortcut(4, 2)
+
+    def forward(self, x):
+        return torch.relu(self.c(x) + self.sc(x))
+
+
+def test_fits_in_sums_and_interpolation_to_a_skips_size_round_trip():
+    figures = round_trip(PadSum, (3, 9, 9), name="pad_sum")
+    lines = figures["text"].splitlines()
+    assert lines[-5:] == ["    up = convtranspose2x2 8 /2", "    @up pad | @e", "    c = conv3x3 8",
+                          "    upsample size=9 bilinear", "    [skip, @e]"], figures["text"]
+
+
+def test_what_no_reference_can_say_is_an_error_not_a_guess():
+    with pytest.raises(ImportFailure) as err:
+        from_torch(InnerFitNet(), (3, 10, 10))
+    assert "cannot import a concat whose branch is its input, cropped or padded" in str(err.value)
+    with pytest.raises(ImportFailure) as err:  # not archlang's helper: traced, and its strided slice refused
+        from_torch(CentredOptionA(), (4, 8, 8))
+    assert "in sc (ZeroPadShortcut)" in str(err.value) and "crop cannot write a slice" in str(err.value)
+
+
+def test_option_a_shortcuts_of_generated_modules_read_back_as_skip_pad():
+    """specs/cifar_resnet.arch (He et al.'s option A) built to PyTorch and imported back: its
+    ZeroPadShortcut is `skip pad` again, with the same counts and outputs."""
+    from tests.conftest import ROOT
+
+    net = archlang.compile_file(ROOT / "specs" / "cifar_resnet.arch")["cifar_resnet"]
+    model = net.to_torch().eval()
+    text = from_torch(model, tuple(net.input_shape), name="back")
+    assert "| skip pad) > relu" in text
+    back = archlang.compile(text, "back.arch")["back"]
+    assert (back.params, back.macs) == (net.params, net.macs) == (269_722, 40_551_040)
+    generated = back.to_torch().eval()
+    archlang.load_weights(generated, model.state_dict())
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(generated(x), model(x))
+
+
 def test_network_named_and_input_written():
     with torch.device("meta"):
         text = from_torch(nn.Sequential(nn.Linear(8, 4), nn.ReLU()), (8,), name="tiny")
@@ -284,6 +461,11 @@ def test_the_guide_shows_what_archc_import_writes():
             model = getattr(models, name)(weights=None)
         text = from_torch(model, (3, 224, 224), name=name, source=f"torchvision.models:{name}")
         assert f"```arch\n{text}```" in guide, f"docs/import.md's {name} differs from what archc import writes"
+    from tests.unet_reference import UNet
+
+    with torch.device("meta"):
+        text = from_torch(UNet(padded=False), (1, 572, 572), name="unet")
+    assert f"```arch\n{text}```" in guide, "docs/import.md's U-Net differs from what archc import writes"
 
 
 def test_report_render_and_diff_read_a_python_target_directly(tmp_path, capsys):
@@ -305,6 +487,26 @@ def test_report_render_and_diff_read_a_python_target_directly(tmp_path, capsys):
     assert "layer4" in (tmp_path / "r.dot").read_text()
     assert main(["report", "torchvision.models:no_such_model"]) == 1
     assert "torchvision.models has no no_such_model" in capsys.readouterr().err
+
+
+def test_a_python_target_takes_input_and_arguments(capsys):
+    """`archc report MODULE:CALLABLE --input CxHxW --arg k=v` reads the model at that input,
+    built with those arguments; an .arch file refuses both (it gives its own)."""
+    assert main(["report", "tests.test_import:CifarResNet", "--input", "3x32x32", "--arg", "n=2",
+                 "--arg", "classes=7", "--json"]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["params"] == sum(p.numel() for p in CifarResNet(n=2, classes=7).parameters())
+    assert report["input_shape"] == [3, 32, 32] and report["output_shape"] == [7]
+    assert main(["diff", "tests.test_import:CifarResNet", "tests.test_import:CifarResNet", "--input", "3x16x16",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["macs"][0] == _macs(CifarResNet(), (3, 16, 16))
+    for argv in (["report", "specs/unet.arch", "--input", "3x64x64"], ["check", "specs/unet.arch", "--arg", "n=1"],
+                 ["report", "tests.test_import:CifarResNet", "--input", "3xfoo"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "MODULE:CALLABLE target" in err or "--input takes CxHxW" in err, err
 
 
 def test_generated_programs_import_exactly_or_fail_with_a_reason():

@@ -59,7 +59,7 @@ def from_torch(module, input_shape, name: str | None = None, source: str | None 
         raise ImportFailure(f"'{name}' cannot name a network: use letters, digits and _")
     writer = Writer(reader.nodes, output, module, name, tuple(h for h in heads if h != output))
     writer.returns = heads
-    root, _ = writer.block_expr(())
+    root = writer.network_expr()
     skips: list[Skip] = []
     _walk_skips(root, skips)
     origins = [s.origin for s in skips if s.reg is not None]

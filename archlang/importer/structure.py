@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from archlang.compiler import ops
@@ -31,6 +31,23 @@ from archlang.importer.trace import FNode, Frame, ImportFailure, is_container
 class Skip:
     reg: float | None = None  # where the projection it stands for registers its weights
     origin: str | None = None  # the module the projection was (`layer2.0.downsample`)
+    fit: str | None = None  # "pad": He et al.'s option A, `skip pad`
+
+
+@dataclass
+class Ref:
+    """`@label`, or `@label crop` / `@label pad`: an earlier line's output (a U-Net's long skip)."""
+
+    label: str
+    fit: str | None = None
+
+
+FITS = {"_crop": "crop", "_zeropad": "pad"}
+
+
+class _NotSeriesParallel(ImportFailure):
+    """The network's graph is no nesting of chains and joins: its lines may still be written with
+    references (Writer.lines_expr)."""
 
 
 @dataclass
@@ -75,6 +92,8 @@ class Group:
     label: str | None
     body: Any
     key: tuple = ()
+    refs: bool = False  # its body reads other lines (`@enc4`): written inline, never a def
+    forced: bool = False  # a line's label chosen for a reference, not the attribute's name
 
 
 @dataclass
@@ -105,7 +124,7 @@ class Settings:
 def seq(*parts) -> Any:
     items = []
     for p in parts:
-        if isinstance(p, Skip) and p.reg is None:
+        if isinstance(p, Skip) and p.reg is None and p.fit is None:
             continue
         items.extend(p.items if isinstance(p, Seq) else [p])
     if not items:
@@ -161,6 +180,8 @@ class Writer:
                                  {output: False})
         self.defs: list[Def] = []
         self.def_names: set[str] = set()
+        self.forced: dict[Any, str] = {}  # the labels of lines that references read
+        self.taken = {name for name, _ in root_module.named_children()}
 
     # -- what is live, and settings --
 
@@ -216,7 +237,7 @@ class Writer:
                 items.append(["pos", name, args.pop(name)])
         if "stride" in args:
             items.append(["stride", "stride", args.pop("stride")])
-        if "padding" in args:
+        if isinstance(args.get("padding"), tuple | str):  # a conv's or a pool's (a transposed conv's is a number)
             text = self._padding(n, args.pop("padding"), kernel, args.get("dilation", 1))
             if text:
                 items.append(["flag", text] if "=" not in text else ["kw", "padding", int(text.split("=")[1])])
@@ -229,14 +250,13 @@ class Writer:
             if bias != auto:
                 items.append(["flag", "bias" if bias else "nobias"])
         for name, value in args.items():
-            if isinstance(value, bool):
-                default = self.default(n.op, name)
-                if value == default:
-                    continue
-                words = [w for w, (target, v) in spec.flags.items() if target == name and v == value]
-                if not words:
-                    raise ImportFailure(f"cannot import {n.leaf or n.op}: {n.op} has no word for {name}={value}")
-                items.append(["flag", words[0]])
+            words = [w for w, (target, v) in spec.flags.items() if target == name and v == value]
+            if isinstance(value, bool | str) and value == self.default(n.op, name):
+                continue
+            if isinstance(value, bool | str) and words:
+                items.append(["flag", words[0]])  # bilinear, align_corners
+            elif isinstance(value, bool):
+                raise ImportFailure(f"cannot import {n.leaf or n.op}: {n.op} has no word for {name}={value}")
             else:
                 items.append(["kw", name, value])
         label = n.leaf.rsplit(".", 1)[-1] if n.leaf else None
@@ -265,8 +285,9 @@ class Writer:
 
     # -- blocks as series-parallel expressions --
 
-    def block_expr(self, key: tuple[Frame, ...]) -> tuple[Any, int]:
-        """The expression of the module call `key` (() for the model), and its input node."""
+    def units(self, key: tuple[Frame, ...]) -> tuple[dict, dict[Any, list[int]], dict[Any, int]]:
+        """The parts of the module call `key`: its own layers (by node id) and its child module
+        calls (("blk", stack)), each with its nodes and its output node."""
         depth = len(key)
         members = [i for i in sorted(self.live) if i and self.nodes[i].stack[:depth] == key]
         unit_of: dict[int, Any] = {}
@@ -276,33 +297,56 @@ class Writer:
         units: dict[Any, list[int]] = {}
         for i in members:
             units.setdefault(unit_of[i], []).append(i)
-        outside = {j for i in members for j in self.nodes[i].inputs if j not in unit_of}
+        return unit_of, units, {u: max(ids) for u, ids in units.items()}
+
+    def external(self, u, ids: list[int]) -> list[int]:
+        """The tensors a child module call reads from outside it (checking nothing inside it is
+        used outside it but its output)."""
+        own = set(ids)
+        ext = list(dict.fromkeys(j for i in ids for j in self.nodes[i].inputs if j not in own))
+        out = max(ids)
+        for i in ids:
+            if i != out and any(v not in own for v in self.nodes[i].users):
+                raise ImportFailure(f"cannot import {frame_text(u)}: a value inside it is used outside it")
+        return ext
+
+    def block_expr(self, key: tuple[Frame, ...], sources: dict[int, Any] | None = None,
+                   line_input=None) -> tuple[Any, int]:
+        """The expression of the module call `key` (() for the model), and its input node.
+        `sources`: for a line of the network that reads other lines, what each tensor it reads
+        is ("SRC": the line's input, ("ref", label): a reference); `line_input` gives the label
+        of the line before (its input, "SRC")."""
+        unit_of, units, out_of = self.units(key)
+        outside = {j for ids in units.values() for i in ids for j in self.nodes[i].inputs if j not in unit_of}
         where = f"{key[-1].path} ({key[-1].cls.__name__})" if key else self.name
-        if len(outside) != 1:
-            raise ImportFailure(f"cannot import {where}: it reads {len(outside)} tensors from outside; archlang "
-                                "blocks take one")
-        source = outside.pop()
-        out_of: dict[Any, int] = {u: max(ids) for u, ids in units.items()}
+        if sources is None:
+            if len(outside) != 1:
+                raise ImportFailure(f"cannot import {where}: it reads {len(outside)} tensors from outside; archlang "
+                                    "blocks take one")
+            source = outside.pop()
+            sources = {source: "SRC"}
+        else:
+            source = next((j for j, v in sources.items() if v == "SRC"), -1)
+        fail = _NotSeriesParallel if not key else ImportFailure
         preds: dict[Any, list] = {}
         for u, ids in units.items():
-            own = set(ids)
             if isinstance(u, tuple):
-                ext = list(dict.fromkeys(j for i in ids for j in self.nodes[i].inputs if j not in own))
-                if len(ext) != 1:
+                inputs = self.external(u, ids)
+                if len(inputs) != 1:
                     frame = u[1][-1]
-                    raise ImportFailure(f"cannot import {frame.path} ({frame.cls.__name__}): it takes "
-                                        f"{len(ext)} tensors; archlang blocks take one")
-                for i in ids:
-                    if i != out_of[u] and any(v not in own for v in self.nodes[i].users):
-                        raise ImportFailure(f"cannot import {frame_text(u)}: a value inside it is used outside it")
-                inputs = ext
+                    raise fail(f"cannot import {frame.path} ({frame.cls.__name__}): it takes {len(inputs)} tensors; "
+                               "archlang blocks take one (a module of the network itself may read other lines, "
+                               "which archlang writes as references)")
             else:
                 inputs = self.nodes[u].inputs
-            preds[u] = ["SRC" if j == source else unit_of[j] for j in inputs]
-        final = unit_of.get(self.output if not key else max(members), "SRC")
+            preds[u] = [sources[j] if j in sources else unit_of[j] for j in inputs]
+        final = unit_of.get(self.output if not key else max(out_of.values()), "SRC")
         order = sorted(units, key=lambda u: out_of[u])
-        rank = {"SRC": -1, **{u: k for k, u in enumerate(order)}}
+        rank: dict[Any, float] = {"SRC": -1, **{u: k for k, u in enumerate(order)}}
         idom: dict[Any, Any] = {"SRC": "SRC"}
+        for r in sources.values():
+            if r != "SRC":
+                rank[r], idom[r] = -0.5, "SRC"
         for u in order:
             ps = list(dict.fromkeys(preds[u]))
             d = ps[0]
@@ -320,13 +364,19 @@ class Writer:
         def expr(d, v):
             if v == d:
                 return Skip()
+            if isinstance(v, tuple) and v[0] == "ref":
+                return Ref(v[1])
             used[v] += 1
             atom = self.atom(v)
             if isinstance(v, int) and ops.REGISTRY[self.nodes[v].op].multi_input:
                 m = idom[v]
                 kind = {"_add": "|", "_mul": "&", "_concat": "cat"}[self.nodes[v].op]
                 branches = [expr(m, p) for p in preds[v]]
-                return seq(expr(d, m), self.merge(kind, branches))
+                if isinstance(m, tuple) and m[0] == "ref":
+                    start = (lambda m=m: Ref(m[1]))
+                else:
+                    start = (lambda: Ref(line_input())) if m == "SRC" and line_input else None
+                return self.join(expr(d, m), kind, branches, fail, start)
             if len(preds[v]) != 1:
                 raise ImportFailure(f"cannot import {self.nodes[v].leaf or self.nodes[v].op}: several inputs")
             return seq(expr(d, preds[v][0]), atom)
@@ -339,9 +389,158 @@ class Writer:
             u = bad[0]
             what = frame_text(u) if isinstance(u, tuple) else (self.nodes[u].leaf or self.nodes[u].op)
             how = "never used" if not used[u] else "used by several branches"
-            raise ImportFailure(f"cannot import {where}: its graph is not a nesting of chains, sums, products and "
-                                f"concatenations ({what} is {how})")
+            raise fail(f"cannot import {where}: its graph is not a nesting of chains, sums, products and "
+                       f"concatenations ({what} is {how})")
+        stray = [f for f in flat_forms(result) if f.stem in FITS]
+        if stray:
+            n = stray[0].node
+            raise fail(f"cannot import {_fit_text(n)} in {where}: archlang writes a {FITS[n.op]} only as the fit of "
+                       "a reference in a concat or a sum ([@enc4 crop, skip])")
         return result, source
+
+    def join(self, before, kind: str, branches: list, fail=ImportFailure, start=None):
+        """`before > [...]`: a concat, sum or product of branches.  A crop or pad that fits one
+        branch to the others becomes the `crop` / `pad` flag of the join's references, and a
+        concat of references and one chain is written `chain > [@ref, skip]`.  `start`: where the
+        branches begin, as a reference (a line of the network), where it is one."""
+        if kind == "&":  # a product broadcasts; nothing is fitted
+            return seq(before, self.merge(kind, branches))
+
+        def at_start(why: str) -> Ref:
+            ref = start() if start else None
+            if ref is None:
+                raise fail(f"cannot import a {'sum' if kind == '|' else 'concat'} whose branch {why}: archlang "
+                           "fits only references to the network's lines ([@enc4 crop, skip])")
+            return ref
+
+        branches = [Ref(b.items[0].label, FITS[b.items[1].stem]) if isinstance(b, Seq) and len(b.items) == 2
+                    and isinstance(b.items[0], Ref) and b.items[0].fit is None and isinstance(b.items[1], Form)
+                    and b.items[1].stem in FITS else b for b in branches]
+        fitted = {b.fit for b in branches if isinstance(b, Ref) and b.fit}
+        moved = set()
+        for k, b in enumerate(branches):
+            tail = b.items[-1] if isinstance(b, Seq) else b
+            if isinstance(tail, Form) and tail.stem in FITS:
+                moved.add(FITS[tail.stem])
+                branches[k] = seq(*b.items[:-1]) if isinstance(b, Seq) else Skip()
+                if isinstance(branches[k], Skip):  # the join's input itself, fitted
+                    branches[k] = at_start("is its input, cropped or padded")
+        if moved:
+            refs = [k for k, b in enumerate(branches) if isinstance(b, Ref)]
+            if not refs or len(moved) > 1 or fitted:  # nothing to flag, or both sides fitted
+                raise fail("cannot import a join whose branches are cropped or padded to one size other "
+                           "than as archlang fits references ([@enc4 crop, skip]: the reference and the "
+                           "others are centre-cropped to the smallest, or padded to the largest)")
+            for k in refs:
+                branches[k] = Ref(branches[k].label, next(iter(moved)))
+            fitted = moved
+        if len(fitted) > 1:
+            raise fail("cannot import a join whose references are cropped and padded: archlang fits the "
+                       "references of one join all by crop or all by pad")
+        if fitted and kind == "|":  # a sum's `skip` is projected to the others' shape: its input by reference
+            branches = [at_start("is its input") if isinstance(b, Skip) else b for b in branches]
+        others = [k for k, b in enumerate(branches) if not isinstance(b, Ref)]
+        if kind == "cat" and len(others) == 1 and len(branches) > 1 and not isinstance(branches[others[0]], Skip):
+            chain = branches[others[0]]
+            branches[others[0]] = Skip()
+            return seq(before, chain, self.merge(kind, branches))
+        return seq(before, self.merge(kind, branches))
+
+    # -- a network of lines with references (a U-Net) --
+
+    def label_for(self, u) -> str:
+        """The label of the line `u` (a unit of the network), chosen when a reference reads it."""
+        if u == "SRC":
+            return "input"
+        if u not in self.forced:
+            path = u[1][-1].path if isinstance(u, tuple) else (self.nodes[u].leaf or "")
+            base = path if good_label(path) else re.sub(r"[^A-Za-z0-9_]+", "_", path).strip("_")
+            if not base or not good_label(base) or base in self.taken and base != path:
+                base = f"line{len(self.forced) + 1}" if not base or not good_label(base) else base
+            name, k = base, 2
+            while (name in self.taken and name != path) or name in self.forced.values():
+                name, k = f"{base}_{k}", k + 1
+            self.forced[u] = name
+        return self.forced[u]
+
+    def network_expr(self):
+        """The network's expression: a nesting of chains and joins where its graph is one (and its
+        joins do not span several modules), else a chain of lines with references."""
+        try:
+            root, _ = self.block_expr(())
+        except ImportFailure as err:
+            if self.heads:
+                raise ImportFailure(f"{err} (and it has auxiliary heads)") from None
+            try:
+                return self.lines_expr()
+            except ImportFailure:
+                if isinstance(err, _NotSeriesParallel):
+                    raise
+                raise err from None
+        if self.heads or not _long_join(root):
+            return root
+        try:
+            return self.lines_expr()
+        except ImportFailure:
+            return root
+
+    def lines_expr(self):
+        """One line per module call and layer of the network, in the order they are computed; a
+        line that does not read the line before reads a reference (`@enc4 > ...`), and a module
+        called with several tensors reads the others as references (U-Net's `Up(x, skip)`)."""
+        self.forced.clear()
+        unit_of, units, out_of = self.units(())
+        order = sorted(units, key=lambda u: out_of[u])
+
+        def unit(j):
+            return "SRC" if j == 0 else unit_of[j]
+
+        folded = {u for u in order if isinstance(u, int) and self.nodes[u].op in FITS
+                  and len(self.nodes[u].users) == 1 and isinstance(unit(self.nodes[u].users[0]), int)
+                  and self.nodes[unit(self.nodes[u].users[0])].op in ("_add", "_concat")}
+        lines = [u for u in order if u not in folded]
+        made = []
+        prev = "SRC"
+        for u in lines:
+            if isinstance(u, tuple):
+                ext = self.external(u, units[u])
+                sources = {j: "SRC" if unit(j) == prev else ("ref", self.label_for(unit(j))) for j in ext}
+                body, _ = self.block_expr(u[1], sources, line_input=lambda p=prev: self.label_for(p))
+                item = Group(u[1][-1].path.rsplit(".", 1)[-1], body, u[1], refs=has_ref(body))
+            else:
+                n = self.nodes[u]
+                spec = ops.REGISTRY[n.op]
+                if spec.multi_input:
+                    branches = []
+                    for j in n.inputs:
+                        fit = None
+                        if unit(j) in folded:
+                            fit, j = FITS[self.nodes[j].op], self.nodes[j].inputs[0]
+                        if unit(j) == prev and fit is None:
+                            branches.append(Skip())
+                        else:
+                            branches.append(Ref(self.label_for(unit(j)), fit))
+                    kind = {"_add": "|", "_mul": "&", "_concat": "cat"}[n.op]
+                    item = self.join(Skip(), kind, branches, start=lambda p=prev: Ref(self.label_for(p)))
+                elif n.op in FITS:
+                    raise ImportFailure(f"cannot import {_fit_text(n)}: archlang writes a {FITS[n.op]} only as the "
+                                        "fit of a reference in a concat or a sum ([@enc4 crop, skip])")
+                else:
+                    item = self.form(n)
+                    if unit(n.inputs[0]) != prev:
+                        item = Seq([Ref(self.label_for(unit(n.inputs[0]))), item])
+            made.append((u, item))
+            prev = u
+        items = []
+        for u, item in made:
+            label = self.forced.get(u)
+            if label is None:
+                items.append(item)
+            elif isinstance(item, Group):
+                items.append(Group(label, item.body, item.key, refs=item.refs, forced=True))
+            else:
+                items.append(Group(label, item, (), forced=True))
+        return Seq(items)
 
     def with_heads(self, main, heads: list, preds: dict, used: Counter, expr) -> Any:
         """The network's lines with each auxiliary head's line `aux NAME = @ref > ...` among them,
@@ -430,8 +629,11 @@ class Writer:
         return min(found) if found else None
 
     def projection(self, b):
-        """`skip` for a branch that is the language's own projection of a skip."""
+        """`skip` for a branch that is the language's own projection of a skip (`skip pad` for
+        its zero-pad shortcut)."""
         items = flat_items(b)
+        if len(items) == 1 and isinstance(items[0], Form) and items[0].stem == "_pad":
+            return Skip(fit="pad")
         if len(items) != 2 or not all(isinstance(f, Form) for f in items):
             return b
         conv, bn = items
@@ -447,6 +649,39 @@ class Writer:
             return b
         origin = b.key[-1].path if isinstance(b, Group) and b.key else None
         return Skip(self.reg(b), origin)
+
+
+def _fit_text(n: FNode) -> str:
+    what = "the slice x[:, :, a:b, c:d]" if n.op == "_crop" else "the function F.pad"
+    return what + (f" at {n.where}" if n.where else "")
+
+
+def has_ref(e) -> bool:
+    return isinstance(e, Ref) or any(has_ref(c) for c in children(e))
+
+
+def flat_forms(e) -> list:
+    """Every layer of an expression, at any depth."""
+    found = [e] if isinstance(e, Form) else []
+    for child in children(e):
+        found.extend(flat_forms(child))
+    return found
+
+
+def _long_join(root) -> bool:
+    """Whether a join of the network's own lines spans several modules (a long skip, as a U-Net
+    written in one forward): written better as lines with references."""
+    def modules(e) -> int:
+        if isinstance(e, Group) and e.key:
+            return 1
+        return sum(modules(c) for c in children(e))
+
+    def walk(e) -> bool:
+        if isinstance(e, Merge) and any(modules(b) >= 2 for b in e.branches):
+            return True
+        return any(walk(c) for c in children(e) if not (isinstance(c, Group) and c.key))
+
+    return walk(root)
 
 
 def frame_text(u) -> str:
@@ -512,7 +747,9 @@ def skeleton(e) -> str:
     if isinstance(e, Call):
         return f"{e.name}({len(e.values)},{e.stride is not None})"
     if isinstance(e, Skip):
-        return "skip"
+        return f"skip:{e.fit}"
+    if isinstance(e, Ref):
+        return f"@{e.label}:{e.fit}"
     if isinstance(e, Seq):
         return "(" + ">".join(skeleton(i) for i in e.items) + ")"
     if isinstance(e, Merge):
@@ -552,7 +789,7 @@ class Structurer:
         self.names: set[str] = set()
 
     def collect(self, e, found: list):
-        if isinstance(e, Group) and e.key:
+        if isinstance(e, Group) and e.key and not e.refs:
             found.append(e)
         for child in children(e):
             self.collect(child, found)
@@ -576,9 +813,9 @@ class Structurer:
         if isinstance(e, Group):
             if e.key in self.call_of:
                 call = self.call_of[e.key]
-                return Group(e.label, call, e.key) if top else call
+                return replace(e, body=call) if top else call
             body = self.resolve(e.body)
-            return Group(e.label, body, e.key) if top else body
+            return replace(e, body=body) if top else body
         if isinstance(e, Seq):
             return seq(*[self.resolve(i, top) for i in e.items]) if not top else Seq(
                 [self.resolve(i, True) for i in e.items])
@@ -690,7 +927,7 @@ def compress(e):
     if isinstance(e, Merge):
         return Merge(e.kind, [compress(b) for b in e.branches])
     if isinstance(e, Group):
-        return Group(e.label, compress(e.body), e.key)
+        return replace(e, body=compress(e.body))
     return e
 
 
@@ -758,7 +995,9 @@ def _render(e, level: int) -> str:
     if isinstance(e, Group):
         return _render(e.body, level)
     if isinstance(e, Skip):
-        return "skip"
+        return "skip pad" if e.fit else "skip"
+    if isinstance(e, Ref):
+        return f"@{e.label}" + (f" {e.fit}" if e.fit else "")
     if isinstance(e, Form):
         return render_form(e)
     if isinstance(e, Call):
@@ -784,13 +1023,31 @@ def wrap(e, text: str, width: int = 96) -> str:
         return text
     body = e.body if isinstance(e, Group) else e
     if isinstance(body, Seq):
-        return "(\n" + " >\n".join(render(i, 2) for i in body.items) + "\n)"
+        segments: list[list[str]] = []
+        for item in body.items:  # each main layer begins a segment: `conv3x3 64 > bn > relu`
+            if not segments or not isinstance(item, Form) or ops.REGISTRY[item.stem].main:
+                segments.append([])
+            segments[-1].append(render(item, 2))
+        return "(\n" + _pack([" > ".join(seg) for seg in segments], " >", width - 16) + "\n)"
     if isinstance(body, Merge) and body.kind == "cat":
         return "[\n" + ",\n".join(render(b, 0) for b in body.branches) + "\n]"
     if isinstance(body, Merge) and body.kind == "|" and isinstance(body.branches[0], Seq):
         first = "(\n" + " >\n".join(render(i, 2) for i in body.branches[0].items) + "\n)"
         return " | ".join([first, *(render(b, 1) for b in body.branches[1:])])
     return text
+
+
+def _pack(parts: list[str], sep: str, width: int) -> str:
+    """Parts joined by `sep`, as many to a line as fit in `width`."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + len(sep) + 1 + len(part) <= width:
+            lines[-1] += f"{sep} {part}"
+        else:
+            if lines:
+                lines[-1] += sep
+            lines.append(part)
+    return "\n".join(lines)
 
 
 def write(writer: Writer, root, structurer: Structurer, input_dims, header: str) -> str:
@@ -827,7 +1084,7 @@ def write(writer: Writer, root, structurer: Structurer, input_dims, header: str)
                 lines.append(f"    aux {item.label} = @{item.ref} > {wrap(body, render(body, 2))}")
                 continue
             label = item.label if isinstance(item, Group) else item.label if isinstance(item, Form) else None
-            if isinstance(item, Group) and item.key and "." in item.key[-1].path:
+            if isinstance(item, Group) and item.key and "." in item.key[-1].path and not item.forced:
                 label = None
             if isinstance(item, Form) and (item.node.leaf is None or "." in item.node.leaf):
                 label = None

@@ -57,7 +57,26 @@ def type_key(cls: type) -> str:
     """How the registry names a module class: `nn.Conv2d` for torch.nn's, else module.Class."""
     if cls.__module__.startswith("torch.nn.modules") and getattr(nn, cls.__name__, None) is cls:
         return f"nn.{cls.__name__}"
+    if cls.__qualname__ == "ZeroPadShortcut" and _is_zero_pad_helper(cls):  # archlang's generated helper
+        return "archlang.ZeroPadShortcut"
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _is_zero_pad_helper(cls: type) -> bool:
+    """Whether `cls` is the ZeroPadShortcut archlang writes into generated modules, its code and
+    not only its name (a user's class of that name may pad otherwise)."""
+    from archlang.compiler.ops.layers import ZERO_PAD_CLASS
+
+    space: dict[str, Any] = {"nn": nn}
+    exec(compile(ZERO_PAD_CLASS, "<archlang helper>", "exec"), space)  # noqa: S102 - archlang's own source text
+    ours = space["ZeroPadShortcut"]
+
+    def same(a, b) -> bool:
+        a, b = getattr(a, "__code__", None), getattr(b, "__code__", None)
+        return a is not None and b is not None and (a.co_code, a.co_consts, a.co_names) == (b.co_code, b.co_consts,
+                                                                                             b.co_names)
+
+    return same(cls.forward, ours.forward) and same(cls.__init__, ours.__init__)
 
 
 def _function_key(node: fx.Node) -> str:
@@ -205,6 +224,16 @@ class Site:
         if len(args) > index:
             return args[index]
         return self.node.kwargs.get(name, default)
+
+    def value(self, x):
+        """`x` with the sizes the trace computed in place of its nodes (`skip.shape[2] - h`)."""
+        if isinstance(x, fx.Node):
+            return x.meta.get("arch_value")
+        if isinstance(x, slice):
+            return slice(self.value(x.start), self.value(x.stop), self.value(x.step))
+        if isinstance(x, tuple | list):
+            return type(x)(self.value(v) for v in x)
+        return x
 
     @property
     def numel(self) -> int:
@@ -535,7 +564,7 @@ class Reader:
             try:
                 args = spec.emit.read(site)
             except ops.NoForm as err:
-                raise self.fail(node, f"{spec.name} cannot write {err}") from None
+                raise self.fail(node, f"{spec.name.lstrip('_')} cannot write {err}") from None
             if args is None:
                 continue
             if spec.multi_input or len(inputs) == 1:

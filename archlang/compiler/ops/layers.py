@@ -853,10 +853,17 @@ def _pad_module(a, ins, out) -> str:
     return f"ZeroPadShortcut(extra_channels={a['extra']}, stride={a['stride']})"
 
 
+def _pad_read(site) -> dict:
+    """A ZeroPadShortcut of archlang's own (a `skip pad` of a generated module, read back)."""
+    if not all(hasattr(site.module, a) for a in ("extra_channels", "stride")):
+        raise NoForm("a ZeroPadShortcut that is not archlang's (no extra_channels and stride)")
+    return {"target": site.out_dims}
+
+
 register(OpSpec(
     name="_pad", family="pad", infer=_pad_infer, args={"target": Arg(tuple)},
     label=lambda a: "zero-pad",
-    emit=Emit(module=_pad_module, helper=ZERO_PAD_CLASS),
+    emit=Emit(module=_pad_module, helper=ZERO_PAD_CLASS, torch_types=("archlang.ZeroPadShortcut",), read=_pad_read),
     draw=Draw(fill="#fdf0e2"),
     doc="shortcut option A: subsample, then zero-pad channels",
     examples=(Example("conv3x3 16 /2 same | skip pad"), Example("dense 12 | skip pad", "4")),

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import math
 
-from archlang.compiler.ir import TensorType, shape
+from archlang.compiler.ir import Layout, TensorType, shape
 from archlang.compiler.ops import (
     Arg,
     ArgError,
     Draw,
     Emit,
     Example,
+    NoForm,
     OpSpec,
     ShapeError,
     need_image,
@@ -24,7 +25,7 @@ from archlang.compiler.ops import (
     saves_input,
     switch,
 )
-from archlang.compiler.ops.layers import CONV, PLAIN, POOL, _kwargs, _pair, _stride_text, conv_widths
+from archlang.compiler.ops.layers import CONV, PLAIN, POOL, _kwargs, _one, _pair, _stride_text, _two, conv_widths
 from archlang.compiler.symbolic import Unstageable, is_symbolic
 
 # ---- upsample ----
@@ -77,6 +78,29 @@ def _upsample_label(a) -> str:
         (" align_corners" if a["align_corners"] else "")
 
 
+def _upsample_read(site) -> dict:
+    """nn.Upsample, or F.interpolate(x, size, scale_factor, mode, align_corners)."""
+    m = site.module
+    if m is not None:
+        size, scale, mode, corners = m.size, m.scale_factor, m.mode, m.align_corners
+        recompute = m.recompute_scale_factor
+    else:
+        size, scale = site.value(site.arg(1, "size")), site.value(site.arg(2, "scale_factor"))
+        mode, corners = site.arg(3, "mode", "nearest"), site.arg(4, "align_corners")
+        recompute = site.arg(5, "recompute_scale_factor")
+        if site.arg(6, "antialias", False):
+            raise NoForm("antialiased interpolation")
+    if mode not in MODES:
+        raise NoForm(f"mode={mode!r}: archlang upsamples nearest or bilinear")
+    if size is not None:
+        return {"size": _one("size", tuple(size) if isinstance(size, tuple | list) else size), "mode": mode,
+                "align_corners": bool(corners)}
+    scale = float(_one("scale_factor", scale))
+    if recompute and not scale.is_integer():
+        raise NoForm("recompute_scale_factor with a fractional scale")
+    return {"scale": int(scale) if scale.is_integer() else scale, "mode": mode, "align_corners": bool(corners)}
+
+
 register(OpSpec(
     name="upsample", family="upsample", infer=_upsample_infer, main=True, positional=("scale",),
     args={"scale": Arg(positive_float), "size": Arg(positive_int), "mode": Arg(_mode, "nearest"),
@@ -85,7 +109,9 @@ register(OpSpec(
     # a gather per output element (nearest), a weighted sum of four neighbours (bilinear)
     other_ops=lambda a, i, o: o.numel * (4 if a["mode"] == "bilinear" else 1),
     label=_upsample_label,
-    emit=Emit(module=_upsample_module),
+    emit=Emit(module=_upsample_module, torch_types=("nn.Upsample", "nn.UpsamplingNearest2d",
+                                                    "nn.UpsamplingBilinear2d", "F.interpolate"),
+              read=_upsample_read),
     draw=Draw(fill=POOL),
     doc="nn.Upsample by a scale factor or to `size`: nearest (default), or `bilinear` [`align_corners`]",
     examples=(Example("upsample 2"), Example("upsample 2 bilinear align_corners", "8x5x7"),
@@ -135,6 +161,17 @@ def _convt_label(a) -> str:
     return text
 
 
+def _convt_read(site) -> dict:
+    m = site.module
+    if site.arg(1, "output_size") is not None:
+        raise NoForm("called with output_size (write its output_padding instead)")
+    if m.padding_mode != "zeros":
+        raise NoForm(f"padding_mode={m.padding_mode!r}: only zero padding is written")
+    return {"kernel": _two(m.kernel_size), "out": m.out_channels, "stride": _one("stride", m.stride),
+            "padding": _one("padding", m.padding), "output_padding": _one("output_padding", m.output_padding),
+            "groups": m.groups, "dilation": _one("dilation", m.dilation), "bias": m.bias is not None}
+
+
 register(OpSpec(
     name="convtranspose", family="upconv", aliases=("upconv",), kernel=True, infer=_convt_infer, main=True,
     positional=("out",),
@@ -148,7 +185,7 @@ register(OpSpec(
     saved=saves_input,
     other_ops=lambda a, i, o: o.numel if a["bias"] else 0,
     label=_convt_label,
-    emit=Emit(module=_convt_module),
+    emit=Emit(module=_convt_module, torch_types=("nn.ConvTranspose2d",), read=_convt_read),
     draw=Draw(fill=CONV),
     doc="ConvTranspose2d (`upconv` too): out = (in-1)·s - 2p + d(k-1) + output_padding + 1; "
         "convtranspose2x2 C /2 doubles the size",
@@ -201,11 +238,29 @@ def _crop_call(args, a) -> str:
     return f"{args[0]}[:, :, {a['top']}:{a['top'] + h}, {a['left']}:{a['left'] + w}]"
 
 
+def _crop_read(site) -> dict | None:
+    """x[:, :, top:top + h, left:left + w] of an image: a centre crop, as a fitted reference writes it."""
+    index = site.value(site.arg(1, "index"))
+    if isinstance(index, tuple) and len(index) == 3 and index[0] is Ellipsis:
+        index = (slice(None), slice(None), *index[1:])  # x[..., a:b, c:d]
+    if site.layout is not Layout.IMAGE or not isinstance(index, tuple) or len(index) != 4 \
+            or not all(isinstance(i, slice) for i in index):
+        return None
+    (_, h_in, w_in), (_, h, w) = site.in_dims, site.out_dims
+    (top, _, dy), (left, _, dx) = index[2].indices(h_in), index[3].indices(w_in)
+    if index[0] != slice(None) or index[1] != slice(None) or (dy, dx) != (1, 1):
+        raise NoForm("a slice of an image other than a crop of its height and width")
+    if (top, left) != ((h_in - h) // 2, (w_in - w) // 2):
+        raise NoForm(f"a crop of {h_in}x{w_in} to {h}x{w} from ({top}, {left}), not the centre "
+                     f"({(h_in - h) // 2}, {(w_in - w) // 2}) that `@name crop` takes")
+    return {"target": (h, w)}
+
+
 register(OpSpec(
     name="_crop", family="crop", infer=_crop_infer, view=True, args={"target": Arg(tuple)},
     memory_view=lambda a, contiguous: False,
     label=lambda a: f"crop {a['target'][0]}x{a['target'][1]}",
-    emit=Emit(call=_crop_call),
+    emit=Emit(call=_crop_call, torch_types=("operator.getitem",), read=_crop_read),
     draw=Draw(fill=PLAIN),
     doc="a reference centre-cropped to the other branches' size (`[@enc4 crop, skip]`, U-Net)",
     examples=(Example("[@input crop, conv3x3 8]"), Example("conv5x5 8 | @input crop", "8x13x12"),
@@ -222,10 +277,28 @@ def _zeropad_infer(a, ins) -> TensorType:
     return shape(inp.c, h, w)
 
 
+def _zeropad_read(site) -> dict:
+    """F.pad(x, [left, right, top, bottom]) with zeros, half the difference (rounded down) before."""
+    pad = site.value(site.arg(1, "pad"))
+    mode, value = site.arg(2, "mode", "constant"), site.arg(3, "value", None)
+    if site.layout is not Layout.IMAGE or mode != "constant" or value not in (None, 0, 0.0) \
+            or not isinstance(pad, tuple | list) or len(pad) != 4:
+        raise NoForm("a pad other than zeros on the height and width of an image")
+    (_, h_in, w_in), (_, h, w) = site.in_dims, site.out_dims
+    left, _, top, _ = pad
+    if min(pad) < 0:
+        raise NoForm(f"a negative pad {list(pad)} (a crop: `@name crop` crops a reference, or slice it)")
+    if (top, left) != ((h - h_in) // 2, (w - w_in) // 2):
+        raise NoForm(f"a pad {list(pad)} of {h_in}x{w_in} to {h}x{w} that is not centred as `@name pad` pads "
+                     "(half the difference, rounded down, before)")
+    return {"target": (h, w)}
+
+
 register(OpSpec(
     name="_zeropad", family="zeropad", infer=_zeropad_infer, args={"target": Arg(tuple)},
     label=lambda a: f"zero-pad to {a['target'][0]}x{a['target'][1]}",
-    emit=Emit(call=lambda args, a: f"nn.functional.pad({args[0]}, {a['pad']!r})"),
+    emit=Emit(call=lambda args, a: f"nn.functional.pad({args[0]}, {a['pad']!r})", torch_types=("F.pad",),
+              read=_zeropad_read),
     draw=Draw(fill=PLAIN),
     doc="the smaller of a fitted reference and its join's other branches, zero-padded to the larger "
         "(`[@enc4 pad, skip]`: left/top get the floor of half the difference)",
