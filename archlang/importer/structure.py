@@ -43,6 +43,7 @@ class Ref:
 
 
 FITS = {"_crop": "crop", "_zeropad": "pad"}
+JOINS = {"_add": "|", "_mul": "&", "_concat": "cat"}  # the joins, as the expressions write them
 
 
 class _NotSeriesParallel(ImportFailure):
@@ -370,7 +371,7 @@ class Writer:
             atom = self.atom(v)
             if isinstance(v, int) and ops.REGISTRY[self.nodes[v].op].multi_input:
                 m = idom[v]
-                kind = {"_add": "|", "_mul": "&", "_concat": "cat"}[self.nodes[v].op]
+                kind = JOINS[self.nodes[v].op]
                 branches = [expr(m, p) for p in preds[v]]
                 if isinstance(m, tuple) and m[0] == "ref":
                     start = (lambda m=m: Ref(m[1]))
@@ -454,9 +455,9 @@ class Writer:
             return "input"
         if u not in self.forced:
             path = u[1][-1].path if isinstance(u, tuple) else (self.nodes[u].leaf or "")
-            base = path if good_label(path) else re.sub(r"[^A-Za-z0-9_]+", "_", path).strip("_")
-            if not base or not good_label(base) or base in self.taken and base != path:
-                base = f"line{len(self.forced) + 1}" if not base or not good_label(base) else base
+            base = path if good_label(path) else re.sub(r"[^A-Za-z0-9_]+", "_", path).strip("_")  # downs.2: downs_2
+            if not good_label(base):
+                base = "line"
             name, k = base, 2
             while (name in self.taken and name != path) or name in self.forced.values():
                 name, k = f"{base}_{k}", k + 1
@@ -520,8 +521,7 @@ class Writer:
                             branches.append(Skip())
                         else:
                             branches.append(Ref(self.label_for(unit(j)), fit))
-                    kind = {"_add": "|", "_mul": "&", "_concat": "cat"}[n.op]
-                    item = self.join(Skip(), kind, branches, start=lambda p=prev: Ref(self.label_for(p)))
+                    item = self.join(Skip(), JOINS[n.op], branches, start=lambda p=prev: Ref(self.label_for(p)))
                 elif n.op in FITS:
                     raise ImportFailure(f"cannot import {_fit_text(n)}: archlang writes a {FITS[n.op]} only as the "
                                         "fit of a reference in a concat or a sum ([@enc4 crop, skip])")
