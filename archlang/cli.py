@@ -279,26 +279,6 @@ def cmd_render(args) -> int:
     return 0
 
 
-def _depth(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("the depth is at least 1 (1: labelled blocks, 2: blocks in a stage, ...)")
-    return value
-
-
-def _batch(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("the batch size is at least 1")
-    return value
-
-
 def cmd_report(args) -> int:
     from archlang.backends.report import reports_to_text
 
@@ -427,16 +407,21 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _positive(kind):
+def _positive(kind, why: str | None = None):
+    """An argparse type: a number above 0 (`why`: the message for one that is not)."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"'{text}' is not a {'whole ' if kind is int else ''}number") from None
         if not value > 0:
-            raise argparse.ArgumentTypeError(f"'{text}' must be above 0")
+            raise argparse.ArgumentTypeError(why or f"'{text}' must be above 0")
         return value
     return parse
+
+
+_depth = _positive(int, "the depth is at least 1 (1: labelled blocks, 2: blocks in a stage, ...)")
+_batch = _positive(int, "the batch size is at least 1")
 
 
 def _not_negative(text: str) -> float:

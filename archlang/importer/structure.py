@@ -537,7 +537,7 @@ class Writer:
             if label is None:
                 items.append(item)
             elif isinstance(item, Group):
-                items.append(Group(label, item.body, item.key, refs=item.refs, forced=True))
+                items.append(replace(item, label=label, forced=True))
             else:
                 items.append(Group(label, item, (), forced=True))
         return Seq(items)

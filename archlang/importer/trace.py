@@ -8,6 +8,7 @@ The result is a flat graph of mapped nodes, each knowing the stack of modules it
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 import traceback
@@ -62,14 +63,20 @@ def type_key(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _is_zero_pad_helper(cls: type) -> bool:
-    """Whether `cls` is the ZeroPadShortcut archlang writes into generated modules, its code and
-    not only its name (a user's class of that name may pad otherwise)."""
+@functools.cache
+def _zero_pad_helper() -> type:
+    """The ZeroPadShortcut class archlang writes into generated modules, made once from its text."""
     from archlang.compiler.ops.layers import ZERO_PAD_CLASS
 
     space: dict[str, Any] = {"nn": nn}
     exec(compile(ZERO_PAD_CLASS, "<archlang helper>", "exec"), space)  # noqa: S102 - archlang's own source text
-    ours = space["ZeroPadShortcut"]
+    return space["ZeroPadShortcut"]
+
+
+def _is_zero_pad_helper(cls: type) -> bool:
+    """Whether `cls` is the ZeroPadShortcut archlang writes into generated modules, its code and
+    not only its name (a user's class of that name may pad otherwise)."""
+    ours = _zero_pad_helper()
 
     def same(a, b) -> bool:
         a, b = getattr(a, "__code__", None), getattr(b, "__code__", None)
